@@ -1,0 +1,301 @@
+"""Configuration: Quay's own ``config.yaml``, validated once into frozen dataclasses.
+
+Every ``*_LOGIN_CONFIG`` block with an ``OIDC_SERVER`` is a provider (``GITHUB_`` and ``GOOGLE_``
+blocks are OAuth, not OIDC). Its id is the part of the key before the first underscore, lowercased,
+as Quay names its login services. From each block we read ``OIDC_SERVER``, ``CLIENT_ID``,
+``OIDC_ISSUER``, ``OIDC_ISSUERS``, ``OIDC_AUDIENCES``, ``OIDC_ALLOWED_CLIENTS`` and the optional
+``OIDC_JWKS_URI``; every other key of Quay's block is ignored and ``CLIENT_SECRET`` is never
+copied anywhere. Middleware-wide settings live in the optional ``OIDC_MIDDLEWARE_CONFIG`` block.
+
+:func:`load_config` reports every problem at once, each with its key path, so that an operator
+can fix a configuration in one pass.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Union
+from urllib.parse import urlsplit
+
+import yaml
+
+from .errors import ConfigError
+
+ConfigSource = Union[Mapping[str, Any], str, "os.PathLike[str]"]
+
+MIDDLEWARE_BLOCK: Final = "OIDC_MIDDLEWARE_CONFIG"
+_NOT_OIDC: Final = frozenset({"GITHUB_LOGIN_CONFIG", "GOOGLE_LOGIN_CONFIG"})
+# Path segments of Entra's multi-tenant endpoints and the placeholder in their issuer.
+_MULTI_TENANT: Final = frozenset({"common", "organizations", "consumers", "{tenantid}"})
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One key of ``OIDC_MIDDLEWARE_CONFIG``: its default and allowed range (inclusive)."""
+
+    default: int
+    minimum: int
+    maximum: int
+
+
+SETTINGS: Final[dict[str, Setting]] = {
+    # Clock skew tolerated on exp, nbf and iat.
+    "LEEWAY_SECONDS": Setting(60, 0, 600),
+    # Shortest time between two key fetches caused by tokens naming an unknown kid. Bounds the
+    # load one attacker can put on the identity provider to one fetch per provider per interval.
+    "JWKS_MIN_REFRESH_SECONDS": Setting(60, 1, 86400),
+    # How long a fetched key set (and discovery document) is used before it is fetched again.
+    "JWKS_CACHE_SECONDS": Setting(3600, 60, 86400),
+    # Longest token accepted; Entra access tokens are 1.5-3 KiB, with many groups up to ~8 KiB.
+    "MAX_TOKEN_BYTES": Setting(16 * 1024, 1024, 64 * 1024),
+    # Connect and read timeout of each discovery or key fetch.
+    "HTTP_TIMEOUT_SECONDS": Setting(5, 1, 60),
+}
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """One OIDC provider, from one ``*_LOGIN_CONFIG`` block.
+
+    ``issuers`` is empty when the issuer is to be taken from the discovery document.
+    ``allowed_clients`` is None when any authorized party is allowed.
+    """
+
+    id: str
+    config_key: str
+    oidc_server: str
+    client_id: str
+    issuers: tuple[str, ...]
+    audiences: tuple[str, ...]
+    allowed_clients: frozenset[str] | None = None
+    jwks_uri: str | None = None
+
+    @property
+    def discovery_url(self) -> str:
+        return self.oidc_server + ".well-known/openid-configuration"
+
+
+@dataclass(frozen=True)
+class MiddlewareConfig:
+    """Everything the middleware needs; built by :func:`load_config`."""
+
+    providers: tuple[ProviderConfig, ...]
+    leeway_seconds: int = SETTINGS["LEEWAY_SECONDS"].default
+    jwks_min_refresh_seconds: int = SETTINGS["JWKS_MIN_REFRESH_SECONDS"].default
+    jwks_cache_seconds: int = SETTINGS["JWKS_CACHE_SECONDS"].default
+    max_token_bytes: int = SETTINGS["MAX_TOKEN_BYTES"].default
+    http_timeout_seconds: int = SETTINGS["HTTP_TIMEOUT_SECONDS"].default
+
+
+def load_config(source: ConfigSource | MiddlewareConfig) -> MiddlewareConfig:
+    """Build a :class:`MiddlewareConfig` from Quay's config (mapping or YAML path).
+
+    Raises :class:`ConfigError` listing every problem found.
+    """
+    if isinstance(source, MiddlewareConfig):
+        return source
+    if isinstance(source, Mapping):
+        document: Any = source
+    else:
+        document = _read_yaml(os.fspath(source))
+    problems: list[str] = []
+    if not isinstance(document, Mapping):
+        raise ConfigError([f"(top level): must be a mapping, got {_type(document)}"])
+    providers = []
+    for key in sorted(k for k in document if isinstance(k, str) and k.endswith("_LOGIN_CONFIG")):
+        block = document[key]
+        if key in _NOT_OIDC:
+            continue
+        if not isinstance(block, Mapping):
+            problems.append(f"{key}: must be a mapping, got {_type(block)}")
+            continue
+        if "OIDC_SERVER" not in block:
+            stray = sorted(k for k in block if k in _PROVIDER_KEYS and k != "CLIENT_ID")
+            if stray:
+                problems.append(f"{key}: has {', '.join(stray)} but no OIDC_SERVER")
+            continue
+        provider = _provider(key, block, problems)
+        if provider is not None:
+            providers.append(provider)
+    if not providers and not problems:
+        problems.append("(top level): no *_LOGIN_CONFIG block with an OIDC_SERVER: nothing to validate")
+    _check_unique(providers, problems)
+    settings = _settings(document.get(MIDDLEWARE_BLOCK), problems)
+    if problems:
+        raise ConfigError(problems)
+    return MiddlewareConfig(providers=tuple(providers), **settings)
+
+
+_PROVIDER_KEYS: Final = frozenset(
+    {"OIDC_SERVER", "CLIENT_ID", "OIDC_ISSUER", "OIDC_ISSUERS", "OIDC_AUDIENCES",
+     "OIDC_ALLOWED_CLIENTS", "OIDC_JWKS_URI"}
+)  # fmt: skip
+
+
+def _provider(key: str, block: Mapping[str, Any], problems: list[str]) -> ProviderConfig | None:
+    before = len(problems)
+    server = _url(f"{key}.OIDC_SERVER", block.get("OIDC_SERVER"), problems)
+    client_id = block.get("CLIENT_ID")
+    if not isinstance(client_id, str) or not client_id.strip():
+        problems.append(f"{key}.CLIENT_ID: required, a non-empty string (got {_type(client_id)})")
+    if "OIDC_ISSUERS" in block:
+        path, listed = f"{key}.OIDC_ISSUERS", block["OIDC_ISSUERS"]
+        good = _string_list(path, listed, problems)
+        if listed == []:
+            problems.append(f"{path}: must not be empty (omit it to use OIDC_ISSUER)")
+        indexed = enumerate(listed) if isinstance(listed, list) else enumerate([])
+        candidates = [(f"{path}[{i}]", item) for i, item in indexed if item in good]
+    elif block.get("OIDC_ISSUER") is not None:
+        candidates = [(f"{key}.OIDC_ISSUER", block["OIDC_ISSUER"])]
+    else:
+        candidates = []
+    issuers = [issuer for path, issuer in candidates if _url(path, issuer, problems)]
+    audiences = _string_list(f"{key}.OIDC_AUDIENCES", block.get("OIDC_AUDIENCES", []), problems)
+    allowed = None
+    if "OIDC_ALLOWED_CLIENTS" in block:
+        allowed = _string_list(f"{key}.OIDC_ALLOWED_CLIENTS", block["OIDC_ALLOWED_CLIENTS"], problems)
+    jwks_uri = None
+    if block.get("OIDC_JWKS_URI") is not None:
+        jwks_uri = _url(f"{key}.OIDC_JWKS_URI", block["OIDC_JWKS_URI"], problems)
+    if len(problems) > before or server is None or not isinstance(client_id, str):
+        return None
+    return ProviderConfig(
+        id=key.split("_", 1)[0].lower(),
+        config_key=key,
+        oidc_server=server if server.endswith("/") else server + "/",
+        client_id=client_id,
+        issuers=tuple(dict.fromkeys(issuers)),
+        # As Quay 3.18 does: CLIENT_ID is always an accepted audience.
+        audiences=tuple(dict.fromkeys([client_id, *audiences])),
+        allowed_clients=None if allowed is None else frozenset(allowed),
+        jwks_uri=jwks_uri,
+    )
+
+
+def _string_list(path: str, value: Any, problems: list[str]) -> list[str]:
+    if not isinstance(value, list):
+        problems.append(f"{path}: must be a list of strings, got {_type(value)}")
+        return []
+    good = []
+    for index, item in enumerate(value):
+        where = f"{path}[{index}]"
+        if not isinstance(item, str):
+            problems.append(f"{where}: must be a string, got {_type(item)}")
+        elif not item.strip():
+            problems.append(f"{where}: must not be empty")
+        elif item.strip() == "*":
+            problems.append(f"{where}: wildcards are not accepted; list each value explicitly")
+        else:
+            good.append(item)
+    return good
+
+
+def _url(path: str, value: Any, problems: list[str]) -> str | None:
+    problem = url_problem(value)
+    if problem is not None:
+        problems.append(f"{path}: {problem}")
+        return None
+    return str(value)
+
+
+def url_problem(value: Any) -> str | None:
+    """Why ``value`` is not an acceptable provider URL, or None when it is."""
+    if not isinstance(value, str) or not value:
+        return f"must be an absolute https URL, got {_type(value)}"
+    parts = urlsplit(value)
+    host = parts.hostname or ""
+    if parts.scheme not in ("https", "http") or not host:
+        return f"must be an absolute https URL, got {value!r}"
+    if parts.scheme == "http" and not _is_loopback(host):
+        return f"must use https (plain http only for loopback hosts), got {value!r}"
+    if parts.username is not None or parts.password is not None:
+        return "must not carry credentials in the URL"
+    if parts.query or parts.fragment:
+        return f"must not have a query or fragment, got {value!r}"
+    segments = {segment.lower() for segment in parts.path.split("/")}
+    placeholder = sorted(segments & _MULTI_TENANT) or (["*"] if "*" in value else [])
+    if placeholder:
+        return (
+            f"{placeholder[0]!r} is a multi-tenant placeholder; each tenant must be configured "
+            f"explicitly with its own tenant id, got {value!r}"
+        )
+    return None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_unique(providers: list[ProviderConfig], problems: list[str]) -> None:
+    by_id: dict[str, str] = {}
+    owner: dict[str, str] = {}
+    for provider in providers:
+        if provider.id in by_id:
+            problems.append(
+                f"{provider.config_key}: provider id {provider.id!r} is also the id of "
+                f"{by_id[provider.id]}; rename one block"
+            )
+        by_id.setdefault(provider.id, provider.config_key)
+        for issuer in provider.issuers:
+            normal = normalize_issuer(issuer)
+            if normal in owner and owner[normal] != provider.config_key:
+                problems.append(
+                    f"{provider.config_key}: issuer {issuer!r} is also claimed by "
+                    f"{owner[normal]}; a token's issuer must map to one provider"
+                )
+            owner.setdefault(normal, provider.config_key)
+
+
+def _settings(block: Any, problems: list[str]) -> dict[str, int]:
+    if block is None:
+        return {}
+    if not isinstance(block, Mapping):
+        problems.append(f"{MIDDLEWARE_BLOCK}: must be a mapping, got {_type(block)}")
+        return {}
+    values = {}
+    for key, value in block.items():
+        path = f"{MIDDLEWARE_BLOCK}.{key}"
+        setting = SETTINGS.get(key)
+        if setting is None:
+            close = difflib.get_close_matches(str(key), SETTINGS, n=1)
+            hint = f"; did you mean {close[0]}?" if close else f"; known keys: {', '.join(SETTINGS)}"
+            problems.append(f"{path}: unknown key{hint}")
+        elif not isinstance(value, int) or isinstance(value, bool):
+            problems.append(f"{path}: must be an integer, got {_type(value)}")
+        elif not setting.minimum <= value <= setting.maximum:
+            problems.append(
+                f"{path}: must be between {setting.minimum} and {setting.maximum}, got {value}"
+            )
+        else:
+            values[key.lower()] = value
+    return values
+
+
+def normalize_issuer(issuer: str) -> str:
+    """Issuers are compared exactly, with one trailing ``/`` ignored (as Quay 3.18 does)."""
+    return issuer[:-1] if issuer.endswith("/") else issuer
+
+
+def _read_yaml(path: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return yaml.safe_load(handle)
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot be read ({exc.strerror})"]) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError([f"{path}: is not valid YAML{where}"]) from None
+
+
+def _type(value: Any) -> str:
+    return "null" if value is None else type(value).__name__

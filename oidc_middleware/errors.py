@@ -1,0 +1,75 @@
+"""Every error this package raises: one root, a configuration branch and a token branch.
+
+A :class:`TokenRejected` carries a stable ``reason`` code (for audit pipelines and clients), the
+RFC 6750 ``error`` code, the HTTP status to answer with and a human description. None of them
+ever contains the token itself, a signature or a client secret.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Reason codes: stable strings, part of the public contract (logs, response bodies, dashboards).
+MALFORMED_TOKEN: Final = "malformed_token"
+ISSUER_NOT_CONFIGURED: Final = "issuer_not_configured"
+UNSUPPORTED_ALGORITHM: Final = "unsupported_algorithm"
+UNKNOWN_KEY: Final = "unknown_key"
+INVALID_SIGNATURE: Final = "invalid_signature"
+TOKEN_EXPIRED: Final = "token_expired"
+TOKEN_NOT_YET_VALID: Final = "token_not_yet_valid"
+MISSING_CLAIM: Final = "missing_claim"
+INVALID_AUDIENCE: Final = "invalid_audience"
+CLIENT_NOT_ALLOWED: Final = "client_not_allowed"
+KEYS_UNAVAILABLE: Final = "keys_unavailable"
+
+REASONS: Final = frozenset(
+    {
+        MALFORMED_TOKEN,
+        ISSUER_NOT_CONFIGURED,
+        UNSUPPORTED_ALGORITHM,
+        UNKNOWN_KEY,
+        INVALID_SIGNATURE,
+        TOKEN_EXPIRED,
+        TOKEN_NOT_YET_VALID,
+        MISSING_CLAIM,
+        INVALID_AUDIENCE,
+        CLIENT_NOT_ALLOWED,
+        KEYS_UNAVAILABLE,
+    }
+)
+
+
+class OIDCMiddlewareError(Exception):
+    """Root of every exception raised by oidc_middleware."""
+
+
+class ConfigError(OIDCMiddlewareError):
+    """The configuration cannot be used. ``problems`` lists every problem, each with its key path."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {problem}" for problem in self.problems)
+        super().__init__(f"{len(self.problems)} configuration problem(s):\n{lines}")
+
+
+class TokenRejected(OIDCMiddlewareError):
+    """A token was refused.
+
+    ``reason`` is one of the reason codes above; ``error`` the RFC 6750 error code;
+    ``status_code`` the HTTP status (401, or 503 when the provider's keys cannot be had);
+    ``description`` human text for the operator and client, never containing the token.
+    ``provider`` names the provider the token's issuer mapped to, once known.
+    """
+
+    def __init__(self, reason: str, description: str, *, provider: str | None = None) -> None:
+        if reason not in REASONS:
+            raise ValueError(f"unknown reason code {reason!r}")
+        self.reason = reason
+        self.description = description
+        self.provider = provider
+        self.error = "invalid_token"
+        self.status_code = 503 if reason == KEYS_UNAVAILABLE else 401
+        super().__init__(f"{reason}: {description}")
+
+    def __repr__(self) -> str:
+        return f"TokenRejected(reason={self.reason!r}, description={self.description!r})"

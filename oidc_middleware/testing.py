@@ -1,0 +1,264 @@
+"""A small OpenID provider on loopback, shaped like Microsoft Entra ID, for tests and the demo.
+
+It serves, over real HTTP on 127.0.0.1, a v1.0-shaped issuer (``.../{tenant}/``) and a
+v2.0-shaped issuer (``.../{tenant}/v2.0``) with their discovery documents and one JWKS, as an Entra
+tenant does; and it mints tokens shaped like Entra's v1.0 and v2.0 access tokens. Use it to
+test an application behind the middleware without reaching the real identity provider.
+Never use its keys for anything else: they are made up on the spot.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+
+from . import base64url
+
+_CURVES = {"P-256": (ec.SECP256R1, 32), "P-384": (ec.SECP384R1, 48), "P-521": (ec.SECP521R1, 66)}
+_HASHES = {"256": hashes.SHA256, "384": hashes.SHA384, "512": hashes.SHA512}
+
+
+@dataclass(eq=False)
+class SigningKey:
+    """A private key that signs test tokens, and its public JWK."""
+
+    kid: str | None
+    alg: str
+    private_key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey = field(repr=False)
+
+    @classmethod
+    def rsa(cls, kid: str | None = "rsa-key-1", *, alg: str = "RS256", bits: int = 2048) -> SigningKey:
+        return cls(kid, alg, rsa.generate_private_key(public_exponent=65537, key_size=bits))
+
+    @classmethod
+    def ec(cls, kid: str | None = "ec-key-1", *, curve: str = "P-256") -> SigningKey:
+        alg = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}[curve]
+        return cls(kid, alg, ec.generate_private_key(_CURVES[curve][0]()))
+
+    def public_jwk(self, **extra: Any) -> dict[str, Any]:
+        """The public JWK, Entra style (``use: sig``, no ``alg``); ``extra`` adds members."""
+        public = self.private_key.public_key()
+        jwk: dict[str, Any] = {"use": "sig"}
+        if isinstance(public, rsa.RSAPublicKey):
+            numbers = public.public_numbers()
+            jwk.update(kty="RSA", n=_uint(numbers.n), e=_uint(numbers.e))
+        else:
+            point = public.public_numbers()
+            crv = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}[public.curve.name]
+            size = _CURVES[crv][1]
+            jwk.update(
+                kty="EC",
+                crv=crv,
+                x=base64url.encode(point.x.to_bytes(size, "big")),
+                y=base64url.encode(point.y.to_bytes(size, "big")),
+            )
+        if self.kid is not None:
+            jwk["kid"] = self.kid
+        jwk.update(extra)
+        return jwk
+
+    def sign(self, signing_input: bytes, alg: str | None = None) -> bytes:
+        alg = alg or self.alg
+        digest = _HASHES[alg[2:]]()
+        key = self.private_key
+        if isinstance(key, rsa.RSAPrivateKey):
+            if alg.startswith("PS"):
+                pss = padding.PSS(mgf=padding.MGF1(digest), salt_length=digest.digest_size)
+                return key.sign(signing_input, pss, digest)
+            return key.sign(signing_input, padding.PKCS1v15(), digest)
+        der = key.sign(signing_input, ec.ECDSA(digest))
+        r, s = utils.decode_dss_signature(der)
+        size = _CURVES[{"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}[alg]][1]
+        return r.to_bytes(size, "big") + s.to_bytes(size, "big")
+
+
+def mint(claims: dict[str, Any], key: SigningKey, *, header: dict[str, Any] | None = None) -> str:
+    """A compact JWS of ``claims`` signed by ``key``; ``header`` entries override the defaults
+    (a value of None removes a member)."""
+    fields: dict[str, Any] = {"typ": "JWT", "alg": key.alg}
+    if key.kid is not None:
+        fields["kid"] = key.kid
+    fields.update(header or {})
+    fields = {name: value for name, value in fields.items() if value is not None}
+    signing_input = ".".join(
+        base64url.encode(json.dumps(part, separators=(",", ":")).encode()) for part in (fields, claims)
+    )
+    alg = fields["alg"] if isinstance(fields.get("alg"), str) and fields["alg"][:2] in ("RS", "PS", "ES") else None
+    signature = key.sign(signing_input.encode("ascii"), alg)
+    return f"{signing_input}.{base64url.encode(signature)}"
+
+
+class LocalIdP:
+    """An Entra-shaped identity provider on loopback (use as a context manager).
+
+    ``v1_issuer`` and ``v2_issuer`` are the two issuers of one tenant, both publishing ``keys``
+    at one ``jwks_uri``. Change ``keys`` (or call :meth:`rotate`) to rotate keys; set
+    ``failing`` to answer 503 everywhere; ``hits`` counts requests per path.
+    """
+
+    def __init__(self, tenant: str = "0b9f3c1e-5a2d-4d8e-9c7b-1f2e3d4c5b6a", keys: list[SigningKey] | None = None) -> None:
+        self.tenant = tenant
+        self.keys = keys if keys is not None else [SigningKey.rsa("entra-key-1")]
+        self.failing = False
+        self.hits: Counter[str] = Counter()
+        self.extra_jwks: list[dict[str, Any]] = []
+        self._server: ThreadingHTTPServer | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def __enter__(self) -> LocalIdP:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        idp = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                idp.hits[self.path] += 1
+                status, body = idp._answer(self.path)
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    # -- addresses ---------------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None, "LocalIdP is not started"
+        return f"http://127.0.0.1:{self._server.server_address[1]}/"
+
+    @property
+    def v1_issuer(self) -> str:
+        """Shaped like ``https://sts.windows.net/{tid}/`` (trailing slash)."""
+        return f"{self.base_url}sts/{self.tenant}/"
+
+    @property
+    def v2_issuer(self) -> str:
+        """Shaped like ``https://login.microsoftonline.com/{tid}/v2.0`` (no trailing slash)."""
+        return f"{self.base_url}{self.tenant}/v2.0"
+
+    @property
+    def v1_server(self) -> str:
+        """OIDC_SERVER whose discovery document names the v1 issuer."""
+        return f"{self.base_url}{self.tenant}/"
+
+    @property
+    def v2_server(self) -> str:
+        """OIDC_SERVER whose discovery document names the v2 issuer."""
+        return f"{self.v2_issuer}/"
+
+    @property
+    def jwks_uri(self) -> str:
+        return f"{self.base_url}{self.tenant}/discovery/v2.0/keys"
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [key.public_jwk() for key in self.keys] + self.extra_jwks}
+
+    def rotate(self, new_key: SigningKey | None = None) -> SigningKey:
+        """Publish a new key (first) beside the old ones, as Entra does; return it."""
+        key = new_key or SigningKey.rsa(f"entra-key-{uuid.uuid4().hex[:8]}")
+        self.keys = [key, *self.keys]
+        return key
+
+    def _answer(self, path: str) -> tuple[int, Any]:
+        if self.failing:
+            return 503, {"error": "temporarily_unavailable"}
+        prefix = f"/{self.tenant}"
+        if path == f"{prefix}/.well-known/openid-configuration":
+            return 200, self._discovery(self.v1_issuer)
+        if path == f"{prefix}/v2.0/.well-known/openid-configuration":
+            return 200, self._discovery(self.v2_issuer)
+        if path == f"{prefix}/discovery/v2.0/keys":
+            return 200, self.jwks()
+        return 404, {"error": "not_found"}
+
+    def _discovery(self, issuer: str) -> dict[str, Any]:
+        return {
+            "issuer": issuer,
+            "jwks_uri": self.jwks_uri,
+            "authorization_endpoint": f"{self.base_url}{self.tenant}/oauth2/v2.0/authorize",
+            "token_endpoint": f"{self.base_url}{self.tenant}/oauth2/v2.0/token",
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "response_types_supported": ["code", "id_token", "code id_token"],
+            "subject_types_supported": ["pairwise"],
+        }
+
+    # -- tokens ------------------------------------------------------------------------------
+    def claims(
+        self,
+        version: str = "2.0",
+        *,
+        audience: str = "api://quay-api",
+        client: str = "c0ffee00-1111-4222-8333-444455556666",
+        user: str | None = None,
+        scopes: str | None = None,
+        roles: list[str] | None = None,
+        lifetime: int = 3600,
+        now: float | None = None,
+    ) -> dict[str, Any]:
+        """Claims shaped like an Entra access token of ``version`` "1.0" or "2.0".
+
+        Without ``user`` it is an app-only (client credentials) token: ``roles``, ``idtyp: app``,
+        ``sub`` = ``oid`` = the service principal. With ``user`` (an object id) it is delegated:
+        ``scp`` holds ``scopes``, ``sub`` is pairwise.
+        """
+        issued = int(time.time() if now is None else now)
+        claims: dict[str, Any] = {
+            "aud": audience,
+            "iss": self.v1_issuer if version == "1.0" else self.v2_issuer,
+            "iat": issued,
+            "nbf": issued,
+            "exp": issued + lifetime,
+            "tid": self.tenant,
+            "uti": uuid.uuid4().hex[:22],
+            "ver": version,
+        }
+        party = "appid" if version == "1.0" else "azp"
+        claims[party] = client
+        claims[f"{party}acr"] = "1"
+        if user is None:
+            service_principal = str(uuid.uuid5(uuid.NAMESPACE_URL, client))
+            claims.update(oid=service_principal, sub=service_principal, idtyp="app")
+            claims["roles"] = roles if roles is not None else ["Quay.Api.ReadWrite"]
+        else:
+            claims.update(oid=user, sub=str(uuid.uuid5(uuid.NAMESPACE_OID, user + client)))
+            claims["scp"] = scopes if scopes is not None else "repo:read repo:write"
+            claims["name"] = "Test User"
+            claims["upn" if version == "1.0" else "preferred_username"] = "user@example.com"
+        return claims
+
+    def token(self, claims: dict[str, Any] | None = None, *, key: SigningKey | None = None,
+              header: dict[str, Any] | None = None, **claim_options: Any) -> str:
+        """A token signed with this provider's first key (or ``key``)."""
+        return mint(claims if claims is not None else self.claims(**claim_options), key or self.keys[0], header=header)
+
+
+def _uint(value: int) -> str:
+    return base64url.encode(value.to_bytes((value.bit_length() + 7) // 8, "big"))

@@ -1,0 +1,119 @@
+"""TokenValidator: the whole decision for one token, in one function.
+
+    parse -> issuer lookup -> signature -> required claims -> time -> audience
+          -> authorized party -> principal
+
+Each step is a small function that returns or raises one specific :class:`TokenRejected`. The
+issuer lookup reads the *unverified* ``iss`` only to choose the provider whose keys must then
+verify the signature; nothing else from the token is trusted before that.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import requests
+
+from .claims import (
+    authorized_party,
+    check_audience,
+    check_authorized_party,
+    check_time,
+    require_claims,
+)
+from .config import ConfigSource, MiddlewareConfig, load_config, normalize_issuer
+from .errors import ISSUER_NOT_CONFIGURED, MALFORMED_TOKEN, TokenRejected
+from .jws import check_signature, parse_compact, parse_json_object
+from .keys import Clock, ProviderKeys, default_session, log, wall_clock
+from .principal import Principal, build_principal
+
+
+class TokenValidator:
+    """Validates bearer tokens against the configured providers.
+
+    ``session`` is the requests session used for discovery and keys (default: one that ignores
+    proxy variables of the environment); ``clock`` returns the current Unix time (default:
+    ``time.time``). Thread-safe; create one per process and share it.
+    """
+
+    def __init__(
+        self,
+        config: MiddlewareConfig | ConfigSource,
+        *,
+        session: requests.Session | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.config = load_config(config)
+        self._clock = clock or wall_clock
+        session = session or default_session()
+        self.providers = {
+            provider.id: ProviderKeys(provider, self.config, session, self._clock)
+            for provider in self.config.providers
+        }
+        self._by_issuer = {
+            normalize_issuer(issuer): keys
+            for keys in self.providers.values()
+            for issuer in keys.provider.issuers
+        }
+        # Providers configured without an issuer take it from their discovery document.
+        self._undiscovered = [keys for keys in self.providers.values() if not keys.provider.issuers]
+        self._discovery_lock = threading.Lock()
+
+    def validate(self, token: str) -> Principal:
+        """Return the verified principal, or raise :class:`TokenRejected`."""
+        jws = parse_compact(token, max_bytes=self.config.max_token_bytes)
+        claims = parse_json_object(jws.payload, "payload")
+        keys = self._provider_for_issuer(claims)
+        provider = keys.provider
+        try:
+            check_signature(jws, keys)
+            require_claims(claims)
+            expires = check_time(claims, self._clock(), self.config.leeway_seconds)
+            audience = check_audience(claims, provider)
+            party = authorized_party(claims)
+            check_authorized_party(party, audience, provider)
+            return build_principal(
+                claims,
+                provider=provider.id,
+                client_id=provider.client_id,
+                audience=audience,
+                authorized_party=party,
+                expires_at=expires,
+            )
+        except TokenRejected as rejection:
+            rejection.provider = provider.id
+            raise
+
+    def _provider_for_issuer(self, claims: Mapping[str, Any]) -> ProviderKeys:
+        """Choose the provider by the unverified ``iss``: exact match, one trailing ``/`` ignored."""
+        issuer = claims.get("iss")
+        if issuer is None:
+            raise TokenRejected(ISSUER_NOT_CONFIGURED, "token has no 'iss' claim")
+        if not isinstance(issuer, str):
+            raise TokenRejected(MALFORMED_TOKEN, "claim 'iss' is not a string")
+        keys = self._by_issuer.get(normalize_issuer(issuer))
+        if keys is None and self._undiscovered:
+            keys = self._discover_issuers(issuer)
+        if keys is None:
+            raise TokenRejected(ISSUER_NOT_CONFIGURED, f"issuer {issuer[:120]!r} is not configured")
+        return keys
+
+    def _discover_issuers(self, issuer: str) -> ProviderKeys | None:
+        with self._discovery_lock:
+            for keys in list(self._undiscovered):
+                discovered = keys.discovered_issuer()
+                if discovered is None:
+                    continue
+                self._undiscovered.remove(keys)
+                normal = normalize_issuer(discovered)
+                owner = self._by_issuer.setdefault(normal, keys)
+                if owner is not keys:
+                    log.warning(
+                        "oidc.discovery.issuer_conflict",
+                        provider=keys.provider.id,
+                        issuer=discovered,
+                        claimed_by=owner.provider.id,
+                    )
+        return self._by_issuer.get(normalize_issuer(issuer))
