@@ -17,6 +17,7 @@ test: $(STAMP) lint
 
 lint: $(STAMP)
 	$(BIN)/ruff check oidc_middleware tests examples
+	$(BIN)/ruff format --check oidc_middleware tests examples
 	$(BIN)/mypy
 
 demo: $(STAMP)

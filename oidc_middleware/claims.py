@@ -76,7 +76,7 @@ def check_audience(claims: Mapping[str, Any], provider: ProviderConfig) -> str:
         if accepted in values:
             return accepted
     shown = ", ".join(repr(value[:80]) for value in values[:3]) or "an empty list"
-    return _refuse(INVALID_AUDIENCE, f"audience {shown} is not accepted by provider {provider.id!r}")
+    raise TokenRejected(INVALID_AUDIENCE, f"audience {shown} is not accepted by provider {provider.id!r}")
 
 
 def authorized_party(claims: Mapping[str, Any]) -> str | None:
@@ -103,10 +103,6 @@ def check_authorized_party(party: str | None, audience: str, provider: ProviderC
     if party is None:
         if audience == provider.client_id:
             return
-        _refuse(CLIENT_NOT_ALLOWED, "token names no authorized party (azp or appid)")
-    elif party != provider.client_id and party not in allowed:
-        _refuse(CLIENT_NOT_ALLOWED, f"client {party[:80]!r} is not in OIDC_ALLOWED_CLIENTS")
-
-
-def _refuse(reason: str, description: str) -> Any:
-    raise TokenRejected(reason, description)
+        raise TokenRejected(CLIENT_NOT_ALLOWED, "token names no authorized party (azp or appid)")
+    if party != provider.client_id and party not in allowed:
+        raise TokenRejected(CLIENT_NOT_ALLOWED, f"client {party[:80]!r} is not in OIDC_ALLOWED_CLIENTS")

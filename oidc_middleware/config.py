@@ -272,9 +272,7 @@ def _settings(block: Any, problems: list[str]) -> dict[str, int]:
         elif not isinstance(value, int) or isinstance(value, bool):
             problems.append(f"{path}: must be an integer, got {_type(value)}")
         elif not setting.minimum <= value <= setting.maximum:
-            problems.append(
-                f"{path}: must be between {setting.minimum} and {setting.maximum}, got {value}"
-            )
+            problems.append(f"{path}: must be between {setting.minimum} and {setting.maximum}, got {value}")
         else:
             values[key.lower()] = value
     return values

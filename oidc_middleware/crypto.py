@@ -66,15 +66,13 @@ class Verifier:
     Built once per JWK when a key set is loaded, so no per-token key construction happens.
     """
 
-    __slots__ = ("_key", "_jose", "_size")
+    __slots__ = ("_jose", "_key", "_size")
 
     def __init__(self, key: PublicKey, algorithms: frozenset[str]) -> None:
         self._key = key
         if isinstance(key, rsa.RSAPublicKey):
             self._size = (key.key_size + 7) // 8
-            self._jose = {
-                alg: CryptographyRSAKey(key, alg) for alg in algorithms if alg.startswith("RS")
-            }
+            self._jose = {alg: CryptographyRSAKey(key, alg) for alg in algorithms if alg.startswith("RS")}
         else:
             self._size = 2 * CURVE_SIZES[_curve_name(key)]
             self._jose = {alg: CryptographyECKey(key, alg) for alg in algorithms}

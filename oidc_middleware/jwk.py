@@ -99,9 +99,7 @@ class KeySet:
         # unambiguous choice is made.
         fitting = [key for key in self.keys if alg in key.algorithms]
         if len(fitting) != 1:
-            raise TokenRejected(
-                UNKNOWN_KEY, f"token has no kid and {len(fitting)} published keys fit {alg}"
-            )
+            raise TokenRejected(UNKNOWN_KEY, f"token has no kid and {len(fitting)} published keys fit {alg}")
         return fitting[0]
 
 

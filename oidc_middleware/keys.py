@@ -150,7 +150,14 @@ class ProviderKeys:
         if self._discovery is not None and now < self._discovery_expire_at:
             return self._discovery
         url = self.provider.discovery_url
-        document = self._get_json(url)
+        try:
+            document = self._get_json(url)
+        except FetchError as exc:
+            if self._discovery is None:
+                raise
+            # The provider is down; the document that was working stays in use (its keys too).
+            self._failed(str(exc), event="oidc.discovery.fetch_failed")
+            return self._discovery
         issuer = document.get("issuer") if isinstance(document, dict) else None
         if not isinstance(issuer, str):
             raise FetchError(f"discovery document at {url} has no issuer")
@@ -162,9 +169,9 @@ class ProviderKeys:
                 f"discovery at {url} names issuer {issuer!r}, which is not configured for "
                 f"provider {self.provider.id!r} ({', '.join(self.provider.issuers)})"
             )
-        self._discovery = document
+        self._discovery = dict(document)
         self._discovery_expire_at = now + self._config.jwks_cache_seconds
-        return document
+        return self._discovery
 
     def _failed(self, error: str, *, event: str) -> None:
         self.last_error = error

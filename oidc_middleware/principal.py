@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
@@ -58,7 +58,7 @@ def build_principal(
         token_version=_optional_string(claims, "ver"),
         scopes=scopes,
         roles=_words(claims, "roles"),
-        expires_at=datetime.fromtimestamp(expires_at, tz=timezone.utc),
+        expires_at=datetime.fromtimestamp(expires_at, tz=UTC),
         on_behalf_of=bool(scopes) and authorized_party is not None and authorized_party != client_id,
         claims=MappingProxyType(claims),
     )

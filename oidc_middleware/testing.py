@@ -24,7 +24,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from . import base64url
 
 _CURVES = {"P-256": (ec.SECP256R1, 32), "P-384": (ec.SECP384R1, 48), "P-521": (ec.SECP521R1, 66)}
-_HASHES = {"256": hashes.SHA256, "384": hashes.SHA384, "512": hashes.SHA512}
+_HASHES: dict[str, type[hashes.SHA256 | hashes.SHA384 | hashes.SHA512]] = {
+    "256": hashes.SHA256,
+    "384": hashes.SHA384,
+    "512": hashes.SHA512,
+}
 
 
 @dataclass(eq=False)
@@ -92,7 +96,11 @@ def mint(claims: dict[str, Any], key: SigningKey, *, header: dict[str, Any] | No
     signing_input = ".".join(
         base64url.encode(json.dumps(part, separators=(",", ":")).encode()) for part in (fields, claims)
     )
-    alg = fields["alg"] if isinstance(fields.get("alg"), str) and fields["alg"][:2] in ("RS", "PS", "ES") else None
+    alg = (
+        fields["alg"]
+        if isinstance(fields.get("alg"), str) and fields["alg"][:2] in ("RS", "PS", "ES")
+        else None
+    )
     signature = key.sign(signing_input.encode("ascii"), alg)
     return f"{signing_input}.{base64url.encode(signature)}"
 
@@ -105,7 +113,9 @@ class LocalIdP:
     ``failing`` to answer 503 everywhere; ``hits`` counts requests per path.
     """
 
-    def __init__(self, tenant: str = "0b9f3c1e-5a2d-4d8e-9c7b-1f2e3d4c5b6a", keys: list[SigningKey] | None = None) -> None:
+    def __init__(
+        self, tenant: str = "0b9f3c1e-5a2d-4d8e-9c7b-1f2e3d4c5b6a", keys: list[SigningKey] | None = None
+    ) -> None:
         self.tenant = tenant
         self.keys = keys if keys is not None else [SigningKey.rsa("entra-key-1")]
         self.failing = False
@@ -125,7 +135,7 @@ class LocalIdP:
         idp = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 idp.hits[self.path] += 1
                 status, body = idp._answer(self.path)
                 data = json.dumps(body).encode()
@@ -140,7 +150,9 @@ class LocalIdP:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        ).start()
 
     def stop(self) -> None:
         if self._server is not None:
@@ -254,10 +266,18 @@ class LocalIdP:
             claims["upn" if version == "1.0" else "preferred_username"] = "user@example.com"
         return claims
 
-    def token(self, claims: dict[str, Any] | None = None, *, key: SigningKey | None = None,
-              header: dict[str, Any] | None = None, **claim_options: Any) -> str:
+    def token(
+        self,
+        claims: dict[str, Any] | None = None,
+        *,
+        key: SigningKey | None = None,
+        header: dict[str, Any] | None = None,
+        **claim_options: Any,
+    ) -> str:
         """A token signed with this provider's first key (or ``key``)."""
-        return mint(claims if claims is not None else self.claims(**claim_options), key or self.keys[0], header=header)
+        return mint(
+            claims if claims is not None else self.claims(**claim_options), key or self.keys[0], header=header
+        )
 
 
 def _uint(value: int) -> str:

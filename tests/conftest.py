@@ -1,0 +1,67 @@
+"""Shared fixtures: real keys, a real loopback identity provider, Quay-shaped configuration."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from oidc_middleware import TokenValidator
+from oidc_middleware.testing import LocalIdP, SigningKey
+
+QUAY_CLIENT_ID = "5f0c9a1e-0000-4000-8000-00000000c1a1"  # Quay's own app registration
+QUAY_API = "api://quay-api"  # its App ID URI, the audience of On-Behalf-Of tokens
+RHDH_CLIENT = "2b7e4c3d-0000-4000-8000-0000000d0b0b"  # Red Hat Developer Hub, the middle tier
+CI_CLIENT = "9a8b7c6d-0000-4000-8000-0000000000c1"  # a CI service principal
+OUTSIDER = "0dd0dd0d-0000-4000-8000-0000000bad00"  # an app nobody allowed
+USER_OID = "6e5d4c3b-0000-4000-8000-00000000a11c"
+
+
+@pytest.fixture(scope="session")
+def trusted_key() -> SigningKey:
+    return SigningKey.rsa("entra-key-1")
+
+
+@pytest.fixture(scope="session")
+def attacker_key() -> SigningKey:
+    """An RSA-2048 key the provider never published, using the trusted key's kid."""
+    return SigningKey.rsa("entra-key-1")
+
+
+@pytest.fixture(scope="session")
+def ec_key() -> SigningKey:
+    return SigningKey.ec("ec-key-1", curve="P-256")
+
+
+@pytest.fixture
+def idp(trusted_key: SigningKey) -> Iterator[LocalIdP]:
+    with LocalIdP(keys=[trusted_key]) as provider:
+        yield provider
+
+
+def quay_config(idp: LocalIdP, **block: Any) -> dict[str, Any]:
+    """A Quay config.yaml (as a mapping) for an Entra tenant in v1 -> v2 migration."""
+    azure: dict[str, Any] = {
+        "SERVICE_NAME": "Microsoft Entra ID",
+        "OIDC_SERVER": idp.v2_server,
+        "CLIENT_ID": QUAY_CLIENT_ID,
+        "CLIENT_SECRET": "never-log-this-secret",
+        "LOGIN_SCOPES": ["openid", "email"],
+        "OIDC_ISSUERS": [idp.v1_issuer, idp.v2_issuer],
+        "OIDC_AUDIENCES": [QUAY_API],
+        "OIDC_ALLOWED_CLIENTS": [RHDH_CLIENT, CI_CLIENT],
+    }
+    azure.update(block)
+    azure = {key: value for key, value in azure.items() if value is not None}
+    return {
+        "SERVER_HOSTNAME": "quay.example.com",
+        "FEATURE_DIRECT_LOGIN": False,
+        "GITHUB_LOGIN_CONFIG": {"CLIENT_ID": "gh", "CLIENT_SECRET": "gh-secret"},
+        "AZURE_LOGIN_CONFIG": azure,
+    }
+
+
+@pytest.fixture
+def validator(idp: LocalIdP) -> TokenValidator:
+    return TokenValidator(quay_config(idp))
