@@ -61,7 +61,7 @@ def parse_compact(token: str, *, max_bytes: int = DEFAULT_MAX_TOKEN_BYTES) -> Co
     segments = token.split(".")
     if len(segments) != 3:
         kind = " (a JWE, not a JWS)" if len(segments) == 5 else ""
-        raise _malformed(f"token has {len(segments)} segments{kind}, a compact JWS has 3")
+        raise _malformed(f"token has {len(segments)} segment(s){kind}; a compact JWS has 3")
     header_b64, payload_b64, signature_b64 = segments
     if not header_b64 or not signature_b64:
         raise _malformed("token has an empty header or signature")

@@ -1,0 +1,64 @@
+"""The demo command, the examples and the packaging promises (typed, cryptography backend only)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import CI_CLIENT, quay_config
+
+from oidc_middleware import load_config
+from oidc_middleware.cli import main
+from oidc_middleware.testing import LocalIdP
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_demo_makes_every_expected_decision(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "every decision is the expected one" in out
+    assert "BAD" not in out
+    for reason in ("accepted", "client_not_allowed", "invalid_audience", "invalid_signature", "unknown_key"):
+        assert reason in out
+    assert "not-shown-anywhere" not in out
+
+
+def test_the_example_config_loads() -> None:
+    config = load_config(ROOT / "examples" / "config.yaml")
+    [azure] = config.providers
+    assert azure.audiences == ("5f0c9a1e-0000-4000-8000-00000000c1a1", "api://quay-api")
+    assert len(azure.issuers) == 2
+
+
+def test_the_example_script_accepts_and_rejects(idp: LocalIdP, tmp_path: Path) -> None:
+    import yaml
+
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(quay_config(idp)))
+    script = str(ROOT / "examples" / "validate_token.py")
+    good = subprocess.run(
+        [sys.executable, script, str(config_path), idp.token(client=CI_CLIENT)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert (good.returncode, good.stdout.split(":")[0]) == (0, "accepted")
+    bad = subprocess.run(
+        [sys.executable, script, str(config_path), idp.token(audience="https://graph.microsoft.com")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert bad.returncode == 1
+    assert bad.stdout.startswith("rejected: invalid_audience")
+
+
+def test_the_package_refuses_to_start_without_the_cryptography_backend() -> None:
+    # Block cryptography as if it were not installed: python-jose would fall back to pure Python.
+    code = "import sys; sys.modules['cryptography'] = None; import oidc_middleware"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode != 0
+    assert "refusing the pure-Python backends" in result.stderr
+
+
+def test_the_package_is_typed() -> None:
+    assert (ROOT / "oidc_middleware" / "py.typed").exists()
