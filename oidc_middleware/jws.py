@@ -63,8 +63,8 @@ def parse_compact(token: str, *, max_bytes: int = DEFAULT_MAX_TOKEN_BYTES) -> Co
         kind = " (a JWE, not a JWS)" if len(segments) == 5 else ""
         raise _malformed(f"token has {len(segments)} segment(s){kind}; a compact JWS has 3")
     header_b64, payload_b64, signature_b64 = segments
-    if not header_b64 or not signature_b64:
-        raise _malformed("token has an empty header or signature")
+    if not header_b64:
+        raise _malformed("token has an empty header")
     header = parse_json_object(_decode(header_b64, "header"), "header")
     signature = _decode(signature_b64, "signature")
     payload = _decode(payload_b64, "payload")
@@ -87,6 +87,9 @@ def check_signature(jws: CompactJWS, keys: KeySource) -> Jwk:
     # HMAC (a public key must never become a shared secret).
     if alg not in SUPPORTED_ALGORITHMS:
         raise TokenRejected(UNSUPPORTED_ALGORITHM, f"algorithm {alg[:16]!r} is not accepted")
+    if not jws.signature:
+        # Checked after the algorithm, so that an unsigned 'alg: none' token is named for what it is.
+        raise _malformed("token has an empty signature")
     key = keys.select(jws.kid, alg)
     if not key.verifier.verify(alg, jws.signing_input, jws.signature):
         hint = ""
