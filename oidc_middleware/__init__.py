@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .asgi import OIDCASGIMiddleware
+from .audit import configure_json_logging
 from .config import MiddlewareConfig, ProviderConfig, load_config
 from .errors import (
     CLIENT_NOT_ALLOWED,
@@ -23,6 +25,7 @@ from .errors import (
 from .jws import verify_jws
 from .principal import Principal
 from .validator import TokenValidator
+from .wsgi import OIDCMiddleware
 
 __all__ = [
     "CLIENT_NOT_ALLOWED",
@@ -39,11 +42,14 @@ __all__ = [
     "UNSUPPORTED_ALGORITHM",
     "ConfigError",
     "MiddlewareConfig",
+    "OIDCASGIMiddleware",
+    "OIDCMiddleware",
     "OIDCMiddlewareError",
     "Principal",
     "ProviderConfig",
     "TokenRejected",
     "TokenValidator",
+    "configure_json_logging",
     "load_config",
     "verify_jws",
 ]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Union
@@ -35,11 +36,38 @@ _MULTI_TENANT: Final = frozenset({"common", "organizations", "consumers", "{tena
 
 @dataclass(frozen=True)
 class Setting:
-    """One key of ``OIDC_MIDDLEWARE_CONFIG``: its default and allowed range (inclusive)."""
+    """One key of ``OIDC_MIDDLEWARE_CONFIG``: its default and what values it takes.
 
-    default: int
-    minimum: int
-    maximum: int
+    The kind follows the default: an int (within ``minimum``-``maximum``), a bool, a string (one of
+    ``choices``) or a tuple (a list of URL path prefixes).
+    """
+
+    default: Any
+    minimum: int = 0
+    maximum: int = 0
+    choices: tuple[str, ...] = ()
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` is not acceptable, or None."""
+        if isinstance(self.default, bool):
+            return None if isinstance(value, bool) else f"must be true or false, got {_type(value)}"
+        if isinstance(self.default, int):
+            if not isinstance(value, int) or isinstance(value, bool):
+                return f"must be an integer, got {_type(value)}"
+            if not self.minimum <= value <= self.maximum:
+                return f"must be between {self.minimum} and {self.maximum}, got {value}"
+            return None
+        if self.choices:
+            return (
+                None if value in self.choices else f"must be one of {', '.join(self.choices)}, got {value!r}"
+            )
+        if not isinstance(value, list) or not value:
+            return f"must be a non-empty list of path prefixes, got {_type(value)}"
+        bad = [item for item in value if not isinstance(item, str) or not item.startswith("/")]
+        return f"path prefixes must be strings starting with '/', got {bad[0]!r}" if bad else None
+
+    def convert(self, value: Any) -> Any:
+        return tuple(value) if isinstance(self.default, tuple) else value
 
 
 SETTINGS: Final[dict[str, Setting]] = {
@@ -54,6 +82,12 @@ SETTINGS: Final[dict[str, Setting]] = {
     "MAX_TOKEN_BYTES": Setting(16 * 1024, 1024, 64 * 1024),
     # Connect and read timeout of each discovery or key fetch.
     "HTTP_TIMEOUT_SECONDS": Setting(5, 1, 60),
+    # Paths whose Bearer tokens are examined (the JWT-in-Basic routes of Quay always are).
+    "PROTECTED_PATHS": Setting(("/api/", "/v2/")),
+    # What happens to a JWT whose issuer no provider claims (Quay's own registry tokens, iss quay).
+    "UNKNOWN_ISSUER": Setting("pass", choices=("pass", "reject")),
+    # Leave error_description out of responses; the audit log keeps it.
+    "HIDE_ERROR_DESCRIPTIONS": Setting(False),
 }
 
 
@@ -89,6 +123,13 @@ class MiddlewareConfig:
     jwks_cache_seconds: int = SETTINGS["JWKS_CACHE_SECONDS"].default
     max_token_bytes: int = SETTINGS["MAX_TOKEN_BYTES"].default
     http_timeout_seconds: int = SETTINGS["HTTP_TIMEOUT_SECONDS"].default
+    protected_paths: tuple[str, ...] = SETTINGS["PROTECTED_PATHS"].default
+    unknown_issuer: str = SETTINGS["UNKNOWN_ISSUER"].default
+    hide_error_descriptions: bool = SETTINGS["HIDE_ERROR_DESCRIPTIONS"].default
+    # Quay's own SERVER_HOSTNAME and PREFERRED_URL_SCHEME, for the realm of challenges; when
+    # absent, the request's Host header is used.
+    server_hostname: str | None = None
+    preferred_url_scheme: str = "https"
 
 
 def load_config(source: ConfigSource | MiddlewareConfig) -> MiddlewareConfig:
@@ -125,9 +166,30 @@ def load_config(source: ConfigSource | MiddlewareConfig) -> MiddlewareConfig:
         problems.append("(top level): no *_LOGIN_CONFIG block with an OIDC_SERVER: nothing to validate")
     _check_unique(providers, problems)
     settings = _settings(document.get(MIDDLEWARE_BLOCK), problems)
+    settings.update(_quay_server(document, problems))
     if problems:
         raise ConfigError(problems)
     return MiddlewareConfig(providers=tuple(providers), **settings)
+
+
+def _quay_server(document: Mapping[str, Any], problems: list[str]) -> dict[str, Any]:
+    """Quay's SERVER_HOSTNAME and PREFERRED_URL_SCHEME, used in WWW-Authenticate realms."""
+    values: dict[str, Any] = {}
+    hostname = document.get("SERVER_HOSTNAME")
+    if hostname is not None:
+        if isinstance(hostname, str) and re.fullmatch(
+            r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?", hostname
+        ):
+            values["server_hostname"] = hostname
+        else:
+            problems.append(f"SERVER_HOSTNAME: must be a host name with an optional port, got {hostname!r}")
+    scheme = document.get("PREFERRED_URL_SCHEME")
+    if scheme is not None:
+        if scheme in ("http", "https"):
+            values["preferred_url_scheme"] = scheme
+        else:
+            problems.append(f"PREFERRED_URL_SCHEME: must be http or https, got {scheme!r}")
+    return values
 
 
 _PROVIDER_KEYS: Final = frozenset(
@@ -255,7 +317,7 @@ def _check_unique(providers: list[ProviderConfig], problems: list[str]) -> None:
             owner.setdefault(normal, provider.config_key)
 
 
-def _settings(block: Any, problems: list[str]) -> dict[str, int]:
+def _settings(block: Any, problems: list[str]) -> dict[str, Any]:
     if block is None:
         return {}
     if not isinstance(block, Mapping):
@@ -269,12 +331,10 @@ def _settings(block: Any, problems: list[str]) -> dict[str, int]:
             close = difflib.get_close_matches(str(key), SETTINGS, n=1)
             hint = f"; did you mean {close[0]}?" if close else f"; known keys: {', '.join(SETTINGS)}"
             problems.append(f"{path}: unknown key{hint}")
-        elif not isinstance(value, int) or isinstance(value, bool):
-            problems.append(f"{path}: must be an integer, got {_type(value)}")
-        elif not setting.minimum <= value <= setting.maximum:
-            problems.append(f"{path}: must be between {setting.minimum} and {setting.maximum}, got {value}")
+        elif (problem := setting.problem(value)) is not None:
+            problems.append(f"{path}: {problem}")
         else:
-            values[key.lower()] = value
+            values[key.lower()] = setting.convert(value)
     return values
 
 

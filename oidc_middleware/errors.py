@@ -7,7 +7,8 @@ ever contains the token itself, a signature or a client secret.
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final
 
 # Reason codes: stable strings, part of the public contract (logs, response bodies, dashboards).
 MALFORMED_TOKEN: Final = "malformed_token"
@@ -58,7 +59,8 @@ class TokenRejected(OIDCMiddlewareError):
     ``reason`` is one of the reason codes above; ``error`` the RFC 6750 error code;
     ``status_code`` the HTTP status (401, or 503 when the provider's keys cannot be had);
     ``description`` human text for the operator and client, never containing the token.
-    ``provider`` names the provider the token's issuer mapped to, once known.
+    ``provider`` names the provider the token's issuer mapped to, once known; ``claims`` holds
+    the token's *unverified* claims once parsed, for audit records only, never for decisions.
     """
 
     def __init__(self, reason: str, description: str, *, provider: str | None = None) -> None:
@@ -67,6 +69,7 @@ class TokenRejected(OIDCMiddlewareError):
         self.reason = reason
         self.description = description
         self.provider = provider
+        self.claims: Mapping[str, Any] | None = None
         self.error = "invalid_token"
         self.status_code = 503 if reason == KEYS_UNAVAILABLE else 401
         super().__init__(f"{reason}: {description}")

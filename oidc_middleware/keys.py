@@ -17,8 +17,8 @@ from collections.abc import Callable
 from typing import Any, Final
 
 import requests
-import structlog
 
+from .audit import log
 from .config import MiddlewareConfig, ProviderConfig, normalize_issuer, url_problem
 from .errors import KEYS_UNAVAILABLE, UNKNOWN_KEY, TokenRejected
 from .jwk import Jwk, KeySet
@@ -28,11 +28,14 @@ MAX_DOCUMENT_BYTES: Final = 1024 * 1024
 RETRY_AFTER_FAILURE_SECONDS: Final = 5.0
 
 Clock = Callable[[], float]
-log = structlog.get_logger("oidc_middleware.audit")
 
 
 class FetchError(Exception):
     """A discovery or JWKS fetch failed; the message is safe to log."""
+
+
+class FetchNeeded(Exception):
+    """Raised instead of fetching when the caller said it must not block (an event loop)."""
 
 
 def wall_clock() -> float:
@@ -63,16 +66,20 @@ class ProviderKeys:
         self._next_attempt_at = float("-inf")
         self.last_error: str | None = None
 
-    def select(self, kid: str | None, alg: str) -> Jwk:
-        """The key to verify a token with this ``kid`` and ``alg``, or TokenRejected."""
-        keys = self._current_keys()
+    def select(self, kid: str | None, alg: str, *, may_fetch: bool = True) -> Jwk:
+        """The key to verify a token with this ``kid`` and ``alg``, or TokenRejected.
+
+        With ``may_fetch=False`` nothing blocks: :class:`FetchNeeded` is raised where a fetch (or
+        waiting for another thread's fetch) would be needed.
+        """
+        keys = self._current_keys(may_fetch)
         try:
             return keys.select(kid, alg)
         except TokenRejected as rejection:
             if rejection.reason != UNKNOWN_KEY or kid is None:
                 raise
         # An unknown kid may be a key the provider rotated in since the last fetch.
-        return self._refresh_for_kid(kid).select(kid, alg)
+        return self._refresh_for_kid(kid, may_fetch).select(kid, alg)
 
     def discovered_issuer(self) -> str | None:
         """The issuer the discovery document names, fetching it if needed; None if unavailable."""
@@ -85,11 +92,13 @@ class ProviderKeys:
                 self._failed(str(exc), event="oidc.discovery.fetch_failed")
                 return None
 
-    def _current_keys(self) -> KeySet:
+    def _current_keys(self, may_fetch: bool) -> KeySet:
         now = self._clock()
         keys = self._keys
         if keys is not None and now < self._keys_expire_at:
             return keys
+        if not may_fetch:
+            raise FetchNeeded
         with self._lock:
             if self._keys is None or self._clock() >= self._keys_expire_at:
                 self._try_fetch_keys()
@@ -102,7 +111,11 @@ class ProviderKeys:
                 )
             return self._keys
 
-    def _refresh_for_kid(self, kid: str) -> KeySet:
+    def _refresh_for_kid(self, kid: str, may_fetch: bool) -> KeySet:
+        if not may_fetch:
+            if self._clock() - self._last_key_fetch < self._config.jwks_min_refresh_seconds:
+                return self._keys or KeySet()
+            raise FetchNeeded
         with self._lock:
             keys = self._keys or KeySet()
             # Another thread may have fetched the key while this one waited for the lock.

@@ -16,6 +16,7 @@ from typing import Any
 
 import requests
 
+from .audit import log
 from .claims import (
     authorized_party,
     check_audience,
@@ -25,8 +26,9 @@ from .claims import (
 )
 from .config import ConfigSource, MiddlewareConfig, load_config, normalize_issuer
 from .errors import ISSUER_NOT_CONFIGURED, MALFORMED_TOKEN, TokenRejected
+from .jwk import Jwk
 from .jws import check_signature, parse_compact, parse_json_object
-from .keys import Clock, ProviderKeys, default_session, log, wall_clock
+from .keys import Clock, FetchNeeded, ProviderKeys, default_session, wall_clock
 from .principal import Principal, build_principal
 
 
@@ -61,14 +63,23 @@ class TokenValidator:
         self._undiscovered = [keys for keys in self.providers.values() if not keys.provider.issuers]
         self._discovery_lock = threading.Lock()
 
-    def validate(self, token: str) -> Principal:
-        """Return the verified principal, or raise :class:`TokenRejected`."""
+    def validate(self, token: str, *, may_fetch: bool = True) -> Principal:
+        """Return the verified principal, or raise :class:`TokenRejected`.
+
+        ``may_fetch=False`` is for event loops: where discovery or keys would have to be fetched,
+        :class:`~oidc_middleware.keys.FetchNeeded` is raised instead, and the caller retries in a
+        worker thread.
+        """
         jws = parse_compact(token, max_bytes=self.config.max_token_bytes)
         claims = parse_json_object(jws.payload, "payload")
-        keys = self._provider_for_issuer(claims)
+        try:
+            keys = self._provider_for_issuer(claims, may_fetch)
+        except TokenRejected as rejection:
+            rejection.claims = claims
+            raise
         provider = keys.provider
         try:
-            check_signature(jws, keys)
+            check_signature(jws, _Fetching(keys, may_fetch))
             require_claims(claims)
             expires = check_time(claims, self._clock(), self.config.leeway_seconds)
             audience = check_audience(claims, provider)
@@ -84,9 +95,10 @@ class TokenValidator:
             )
         except TokenRejected as rejection:
             rejection.provider = provider.id
+            rejection.claims = claims
             raise
 
-    def _provider_for_issuer(self, claims: Mapping[str, Any]) -> ProviderKeys:
+    def _provider_for_issuer(self, claims: Mapping[str, Any], may_fetch: bool) -> ProviderKeys:
         """Choose the provider by the unverified ``iss``: exact match, one trailing ``/`` ignored."""
         issuer = claims.get("iss")
         if issuer is None:
@@ -95,6 +107,8 @@ class TokenValidator:
             raise TokenRejected(MALFORMED_TOKEN, "claim 'iss' is not a string")
         keys = self._by_issuer.get(normalize_issuer(issuer))
         if keys is None and self._undiscovered:
+            if not may_fetch:
+                raise FetchNeeded
             keys = self._discover_issuers(issuer)
         if keys is None:
             raise TokenRejected(ISSUER_NOT_CONFIGURED, f"issuer {issuer[:120]!r} is not configured")
@@ -117,3 +131,16 @@ class TokenValidator:
                         claimed_by=owner.provider.id,
                     )
         return self._by_issuer.get(normalize_issuer(issuer))
+
+
+class _Fetching:
+    """A provider's keys as a KeySource, fetching or not as the caller allows."""
+
+    __slots__ = ("_keys", "_may_fetch")
+
+    def __init__(self, keys: ProviderKeys, may_fetch: bool) -> None:
+        self._keys = keys
+        self._may_fetch = may_fetch
+
+    def select(self, kid: str | None, alg: str) -> Jwk:
+        return self._keys.select(kid, alg, may_fetch=self._may_fetch)

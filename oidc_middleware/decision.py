@@ -1,0 +1,129 @@
+"""The request decision shared by the WSGI and ASGI adapters: pass, accept, or reject.
+
+    credential in request? -- no --> pass (no event)
+    JWT-shaped?            -- no --> pass (event: passthrough, opaque_token)
+    TokenValidator.validate
+        accepted                   --> call the app with the principal (event: accepted)
+        issuer_not_configured and
+        UNKNOWN_ISSUER: pass       --> pass (event: passthrough)
+        any other rejection        --> refuse; the app is not called (event: rejected)
+    more than one credential       --> 400 invalid_request (event: rejected)
+
+Nothing here knows a server protocol; the adapters translate requests in and responses out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import audit
+from .credentials import Credential, InvalidRequest, find_credential
+from .errors import ISSUER_NOT_CONFIGURED, TokenRejected
+from .principal import Principal
+from .responses import INVALID_REQUEST, Response, rejection
+from .validator import TokenValidator
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """What the decision needs of a request. ``authorization`` holds every Authorization header."""
+
+    method: str
+    path: str
+    query: str
+    authorization: tuple[str, ...]
+    host: str
+    scheme: str
+    remote_addr: str | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """``response`` set: answer it, do not call the app. Otherwise call the app, with
+    ``principal`` when the token was accepted."""
+
+    principal: Principal | None = None
+    response: Response | None = None
+
+
+PASS = Decision()
+
+
+class Decider:
+    """Decides for one request; shared by all threads (and the event loop) of a process."""
+
+    def __init__(self, validator: TokenValidator) -> None:
+        self.validator = validator
+        self.config = validator.config
+
+    def decide(self, request: HttpRequest, *, may_fetch: bool = True) -> Decision:
+        """The decision for ``request``. With ``may_fetch=False``, FetchNeeded may be raised."""
+        config = self.config
+        try:
+            credential = find_credential(
+                request.method, request.path, request.query, request.authorization, config.protected_paths
+            )
+        except InvalidRequest as problem:
+            audit.token_event(
+                audit.REJECTED, _context(request), None, reason=INVALID_REQUEST, description=str(problem)
+            )
+            return Decision(
+                response=self._refuse(request, INVALID_REQUEST, INVALID_REQUEST, 400, str(problem))
+            )
+        if credential is None:
+            return PASS
+        if not credential.looks_like_jwt:
+            audit.token_event(audit.PASSTHROUGH, _context(request), credential, reason="opaque_token")
+            return PASS
+        try:
+            principal = self.validator.validate(credential.token, may_fetch=may_fetch)
+        except TokenRejected as refused:
+            return self._rejected(request, credential, refused)
+        audit.token_event(audit.ACCEPTED, _context(request), credential, principal=principal)
+        return Decision(principal=principal)
+
+    def _rejected(self, request: HttpRequest, credential: Credential, refused: TokenRejected) -> Decision:
+        event = audit.REJECTED
+        if refused.reason == ISSUER_NOT_CONFIGURED and self.config.unknown_issuer == "pass":
+            event = audit.PASSTHROUGH  # not ours: Quay's own registry tokens, another service's JWTs
+        audit.token_event(
+            event,
+            _context(request),
+            credential,
+            claims=refused.claims,
+            provider=refused.provider,
+            reason=refused.reason,
+            description=refused.description,
+        )
+        if event == audit.PASSTHROUGH:
+            return PASS
+        return Decision(
+            response=self._refuse(
+                request, refused.reason, refused.error, refused.status_code, refused.description
+            )
+        )
+
+    def _refuse(
+        self, request: HttpRequest, reason: str, error: str, status: int, description: str
+    ) -> Response:
+        config = self.config
+        return rejection(
+            path=request.path,
+            reason=reason,
+            error=error,
+            status=status,
+            description=description,
+            host=config.server_hostname or request.host,
+            scheme=config.preferred_url_scheme if config.server_hostname else request.scheme,
+            hide_description=config.hide_error_descriptions,
+        )
+
+
+def _context(request: HttpRequest) -> dict[str, str | None]:
+    return {
+        "method": request.method,
+        "path": request.path,
+        "remote_addr": request.remote_addr,
+        "request_id": request.request_id,
+    }

@@ -1,0 +1,76 @@
+"""OIDCMiddleware: the WSGI adapter. Wrap Quay's Flask app in web.py and registry.py::
+
+application.wsgi_app = OIDCMiddleware(application.wsgi_app, load_config(app.config))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from .config import ConfigSource, MiddlewareConfig
+from .decision import Decider, HttpRequest
+from .validator import TokenValidator
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+PRINCIPAL_KEY = "oidc.principal"
+
+
+class OIDCMiddleware:
+    """Validates OIDC bearer tokens before the wrapped WSGI application sees the request.
+
+    Accepted: the app is called with the :class:`~oidc_middleware.Principal` at
+    ``environ["oidc.principal"]``, the request otherwise unchanged. Rejected: the app is not
+    called; the client gets an RFC 6750 (API) or Docker registry (``/v2``) error. Requests without
+    a credential for us pass through untouched. ``config`` is a :class:`MiddlewareConfig` or
+    anything :func:`~oidc_middleware.load_config` accepts; ``validator`` shares one
+    :class:`TokenValidator` (and its key caches) between several middlewares.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        config: MiddlewareConfig | ConfigSource,
+        *,
+        validator: TokenValidator | None = None,
+    ) -> None:
+        self.app = app
+        self.validator = validator or TokenValidator(config)
+        self.decider = Decider(self.validator)
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        # Only this middleware may set the principal; never trust one that arrived with the request.
+        environ.pop(PRINCIPAL_KEY, None)
+        authorization = environ.get("HTTP_AUTHORIZATION")
+        if authorization is None:
+            return self.app(environ, start_response)
+        decision = self.decider.decide(_request(environ, authorization))
+        if decision.response is not None:
+            response = decision.response
+            start_response(response.status_line, list(response.headers))
+            return [response.body]
+        if decision.principal is not None:
+            environ[PRINCIPAL_KEY] = decision.principal
+        return self.app(environ, start_response)
+
+
+def _request(environ: dict[str, Any], authorization: str) -> HttpRequest:
+    host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME', '')}:{environ.get('SERVER_PORT', '')}"
+    return HttpRequest(
+        method=environ.get("REQUEST_METHOD", "GET"),
+        path=environ.get("PATH_INFO", "") or "/",
+        query=environ.get("QUERY_STRING", ""),
+        authorization=(authorization,),
+        host=host,
+        scheme=environ.get("wsgi.url_scheme", "http"),
+        remote_addr=environ.get("REMOTE_ADDR"),
+        request_id=_request_id(environ.get("HTTP_X_REQUEST_ID")),
+    )
+
+
+def _request_id(value: str | None) -> str | None:
+    if value is None:
+        return None
+    return "".join(ch for ch in value[:128] if ch.isprintable())
