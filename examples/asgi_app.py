@@ -13,7 +13,7 @@ from oidc_middleware import OIDCASGIMiddleware
 
 
 async def whoami(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """Answers with the verified principal, or with who-knows when there is none."""
+    """Answers with the verified principal, or with null when there is none."""
     if scope["type"] != "http":
         return
     principal = scope.get("oidc.principal")
@@ -36,5 +36,5 @@ def create_app(config: Any) -> OIDCASGIMiddleware:
     return OIDCASGIMiddleware(whoami, config)
 
 
-if os.environ.get("QUAY_CONFIG") or __name__ != "__main__":
-    app = create_app(os.environ.get("QUAY_CONFIG", os.path.join(os.path.dirname(__file__), "config.yaml")))
+# Building the middleware fetches nothing: the app starts even while the identity provider is down.
+app = create_app(os.environ.get("QUAY_CONFIG", os.path.join(os.path.dirname(__file__), "config.yaml")))

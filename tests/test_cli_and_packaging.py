@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import structlog
 from conftest import CI_CLIENT, quay_config
 
 from oidc_middleware import load_config
@@ -16,13 +18,28 @@ from oidc_middleware.testing import LocalIdP
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_demo_makes_every_expected_decision(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo"]) == 0
+def test_demo_serves_real_requests_and_prints_each_decision(capsys: pytest.CaptureFixture[str]) -> None:
+    try:
+        assert main(["demo"]) == 0
+    finally:
+        structlog.reset_defaults()  # the demo configures JSON logging, as an application would
     out = capsys.readouterr().out
-    assert "every decision is the expected one" in out
-    assert "BAD" not in out
-    for reason in ("accepted", "client_not_allowed", "invalid_audience", "invalid_signature", "unknown_key"):
-        assert reason in out
+    assert "every request got the expected status" in out
+    table, events = out.split("audit events (oidc_middleware.audit, JSON):")
+    for row in (
+        "OBO token from Developer Hub (allowed)     GET /api/v1/user/                    200     accepted",
+        "OBO token from an app not allowed          GET /api/v1/user/                    401     rejected     client_not_allowed",
+        "Quay's own registry token (iss quay)       GET /v2/                             200     passthrough  issuer_not_configured",
+        "docker login, $oauthtoken + v2.0 token     GET /v2/auth                         200     accepted",
+    ):
+        assert row in table
+    lines = [json.loads(line) for line in events.strip().splitlines()[:-1] if line.startswith("{")]
+    assert {line["event"] for line in lines} == {
+        "oidc.keys.fetched",
+        "oidc.token.accepted",
+        "oidc.token.rejected",
+        "oidc.token.passthrough",
+    }
     assert "not-shown-anywhere" not in out
 
 
