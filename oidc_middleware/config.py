@@ -38,10 +38,12 @@ _MULTI_TENANT: Final = frozenset({"common", "organizations", "consumers", "{tena
 class Setting:
     """One key of ``OIDC_MIDDLEWARE_CONFIG``: its default and what values it takes.
 
-    The kind follows the default: an int (within ``minimum``-``maximum``), a bool, a string (one of
-    ``choices``) or a tuple (a list of URL path prefixes).
+    ``kind`` is ``int`` (within ``minimum``-``maximum``), ``bool``, ``choice`` (one of
+    ``choices``), ``paths`` (a list of URL path prefixes), ``url`` (an http(s) URL) or ``file``
+    (the path of a readable file); ``url`` and ``file`` settings default to None (unset).
     """
 
+    kind: str
     default: Any
     minimum: int = 0
     maximum: int = 0
@@ -49,45 +51,67 @@ class Setting:
 
     def problem(self, value: Any) -> str | None:
         """Why ``value`` is not acceptable, or None."""
-        if isinstance(self.default, bool):
+        if self.kind == "bool":
             return None if isinstance(value, bool) else f"must be true or false, got {_type(value)}"
-        if isinstance(self.default, int):
+        if self.kind == "int":
             if not isinstance(value, int) or isinstance(value, bool):
                 return f"must be an integer, got {_type(value)}"
             if not self.minimum <= value <= self.maximum:
                 return f"must be between {self.minimum} and {self.maximum}, got {value}"
             return None
-        if self.choices:
+        if self.kind == "choice":
             return (
                 None if value in self.choices else f"must be one of {', '.join(self.choices)}, got {value!r}"
             )
+        if self.kind == "url":
+            parts = urlsplit(value) if isinstance(value, str) else None
+            if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+                return f"must be an http or https URL, got {_type(value) if parts is None else repr(value)}"
+            return None
+        if self.kind == "file":
+            if not isinstance(value, str) or not os.path.isfile(value):
+                return f"must be the path of an existing file, got {value!r}"
+            return None
         if not isinstance(value, list) or not value:
             return f"must be a non-empty list of path prefixes, got {_type(value)}"
         bad = [item for item in value if not isinstance(item, str) or not item.startswith("/")]
         return f"path prefixes must be strings starting with '/', got {bad[0]!r}" if bad else None
 
     def convert(self, value: Any) -> Any:
-        return tuple(value) if isinstance(self.default, tuple) else value
+        return tuple(value) if self.kind == "paths" else value
 
 
 SETTINGS: Final[dict[str, Setting]] = {
     # Clock skew tolerated on exp, nbf and iat.
-    "LEEWAY_SECONDS": Setting(60, 0, 600),
+    "LEEWAY_SECONDS": Setting("int", 60, 0, 600),
     # Shortest time between two key fetches caused by tokens naming an unknown kid. Bounds the
     # load one attacker can put on the identity provider to one fetch per provider per interval.
-    "JWKS_MIN_REFRESH_SECONDS": Setting(60, 1, 86400),
-    # How long a fetched key set (and discovery document) is used before it is fetched again.
-    "JWKS_CACHE_SECONDS": Setting(3600, 60, 86400),
+    "JWKS_MIN_REFRESH_SECONDS": Setting("int", 60, 1, 86400),
+    # Lifetime of a fetched key set and discovery document when the response names none; a
+    # Cache-Control max-age is honoured between 5 minutes and a day.
+    "JWKS_CACHE_SECONDS": Setting("int", 3600, 60, 86400),
+    # How long the last keys that worked stay in use while the provider cannot be reached.
+    "KEYS_MAX_STALENESS_SECONDS": Setting("int", 86400, 60, 7 * 86400),
+    # Longest wait between two attempts after failed fetches (the wait starts at about a second).
+    "FETCH_BACKOFF_MAX_SECONDS": Setting("int", 30, 1, 3600),
     # Longest token accepted; Entra access tokens are 1.5-3 KiB, with many groups up to ~8 KiB.
-    "MAX_TOKEN_BYTES": Setting(16 * 1024, 1024, 64 * 1024),
-    # Connect and read timeout of each discovery or key fetch.
-    "HTTP_TIMEOUT_SECONDS": Setting(5, 1, 60),
+    "MAX_TOKEN_BYTES": Setting("int", 16 * 1024, 1024, 64 * 1024),
+    # Per fetch: TCP/TLS connect timeout, timeout of each read, and a deadline for the whole fetch.
+    "HTTP_CONNECT_TIMEOUT_SECONDS": Setting("int", 3, 1, 60),
+    "HTTP_READ_TIMEOUT_SECONDS": Setting("int", 5, 1, 60),
+    "FETCH_DEADLINE_SECONDS": Setting("int", 8, 1, 120),
+    # Largest discovery or JWKS document read.
+    "MAX_RESPONSE_BYTES": Setting("int", 1024 * 1024, 4096, 16 * 1024 * 1024),
+    # Proxy and CA bundle for the fetches. Environment variables (HTTPS_PROXY, REQUESTS_CA_BUNDLE,
+    # .netrc) are ignored on purpose: only what this file says is used.
+    "HTTPS_PROXY": Setting("url", None),
+    "CA_BUNDLE": Setting("file", None),
     # Paths whose Bearer tokens are examined (the JWT-in-Basic routes of Quay always are).
-    "PROTECTED_PATHS": Setting(("/api/", "/v2/")),
+    "PROTECTED_PATHS": Setting("paths", ("/api/", "/v2/")),
     # What happens to a JWT whose issuer no provider claims (Quay's own registry tokens, iss quay).
-    "UNKNOWN_ISSUER": Setting("pass", choices=("pass", "reject")),
+    "UNKNOWN_ISSUER": Setting("choice", "pass", choices=("pass", "reject")),
     # Leave error_description out of responses; the audit log keeps it.
-    "HIDE_ERROR_DESCRIPTIONS": Setting(False),
+    "HIDE_ERROR_DESCRIPTIONS": Setting("bool", False),
 }
 
 
@@ -121,8 +145,15 @@ class MiddlewareConfig:
     leeway_seconds: int = SETTINGS["LEEWAY_SECONDS"].default
     jwks_min_refresh_seconds: int = SETTINGS["JWKS_MIN_REFRESH_SECONDS"].default
     jwks_cache_seconds: int = SETTINGS["JWKS_CACHE_SECONDS"].default
+    keys_max_staleness_seconds: int = SETTINGS["KEYS_MAX_STALENESS_SECONDS"].default
+    fetch_backoff_max_seconds: int = SETTINGS["FETCH_BACKOFF_MAX_SECONDS"].default
     max_token_bytes: int = SETTINGS["MAX_TOKEN_BYTES"].default
-    http_timeout_seconds: int = SETTINGS["HTTP_TIMEOUT_SECONDS"].default
+    http_connect_timeout_seconds: int = SETTINGS["HTTP_CONNECT_TIMEOUT_SECONDS"].default
+    http_read_timeout_seconds: int = SETTINGS["HTTP_READ_TIMEOUT_SECONDS"].default
+    fetch_deadline_seconds: int = SETTINGS["FETCH_DEADLINE_SECONDS"].default
+    max_response_bytes: int = SETTINGS["MAX_RESPONSE_BYTES"].default
+    https_proxy: str | None = None
+    ca_bundle: str | None = None
     protected_paths: tuple[str, ...] = SETTINGS["PROTECTED_PATHS"].default
     unknown_issuer: str = SETTINGS["UNKNOWN_ISSUER"].default
     hide_error_descriptions: bool = SETTINGS["HIDE_ERROR_DESCRIPTIONS"].default

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 
 from . import audit
 from .credentials import Credential, InvalidRequest, find_credential
-from .errors import ISSUER_NOT_CONFIGURED, TokenRejected
+from .errors import ISSUER_NOT_CONFIGURED, MALFORMED_TOKEN, TokenRejected
+from .jws import fingerprint
+from .keys import FetchNeeded
 from .principal import Principal
 from .responses import INVALID_REQUEST, Response, rejection
 from .validator import TokenValidator
@@ -65,6 +67,7 @@ class Decider:
                 request.method, request.path, request.query, request.authorization, config.protected_paths
             )
         except InvalidRequest as problem:
+            self.validator.count("rejected", INVALID_REQUEST)
             audit.token_event(
                 audit.REJECTED, _context(request), None, reason=INVALID_REQUEST, description=str(problem)
             )
@@ -74,19 +77,37 @@ class Decider:
         if credential is None:
             return PASS
         if not credential.looks_like_jwt:
+            self.validator.count("passthrough", "opaque_token")
             audit.token_event(audit.PASSTHROUGH, _context(request), credential, reason="opaque_token")
             return PASS
         try:
-            principal = self.validator.validate(credential.token, may_fetch=may_fetch)
+            principal = self.validator.validate(credential.token, may_fetch=may_fetch, count=False)
         except TokenRejected as refused:
             return self._rejected(request, credential, refused)
+        except FetchNeeded:
+            raise
+        except Exception as exc:
+            return self._internal_error(request, credential, exc)
+        self.validator.count("accepted")
         audit.token_event(audit.ACCEPTED, _context(request), credential, principal=principal)
         return Decision(principal=principal)
+
+    def _internal_error(self, request: HttpRequest, credential: Credential, exc: Exception) -> Decision:
+        """Refuse, and say so loudly: an exception from validation is a bug in this package."""
+        refused = TokenRejected(MALFORMED_TOKEN, "the token could not be examined (internal error)")
+        audit.log.error(
+            "oidc.token.internal_error",
+            error_type=type(exc).__name__,
+            token_fingerprint=fingerprint(credential.token),
+            **_context(request),
+        )
+        return self._rejected(request, credential, refused)
 
     def _rejected(self, request: HttpRequest, credential: Credential, refused: TokenRejected) -> Decision:
         event = audit.REJECTED
         if refused.reason == ISSUER_NOT_CONFIGURED and self.config.unknown_issuer == "pass":
             event = audit.PASSTHROUGH  # not ours: Quay's own registry tokens, another service's JWTs
+        self.validator.count("passthrough" if event == audit.PASSTHROUGH else "rejected", refused.reason)
         audit.token_event(
             event,
             _context(request),

@@ -21,6 +21,7 @@ from .errors import INVALID_SIGNATURE, MALFORMED_TOKEN, UNSUPPORTED_ALGORITHM, T
 from .jwk import Jwk, KeySet
 
 DEFAULT_MAX_TOKEN_BYTES: Final = 16 * 1024
+MAX_HEADER_CHARS: Final = 4096  # a JOSE header is a few hundred bytes; Entra's are under 300
 MAX_JSON_DEPTH: Final = 16
 
 
@@ -65,6 +66,8 @@ def parse_compact(token: str, *, max_bytes: int = DEFAULT_MAX_TOKEN_BYTES) -> Co
     header_b64, payload_b64, signature_b64 = segments
     if not header_b64:
         raise _malformed("token has an empty header")
+    if len(header_b64) > MAX_HEADER_CHARS:
+        raise _malformed(f"token header is longer than {MAX_HEADER_CHARS} characters")
     header = parse_json_object(_decode(header_b64, "header"), "header")
     signature = _decode(signature_b64, "signature")
     payload = _decode(payload_b64, "payload")

@@ -1,37 +1,47 @@
-"""Discovery documents and signing keys, per provider: fetched lazily, cached, refreshed.
+"""Discovery documents and signing keys, per provider: fetched lazily, cached, refreshed, kept.
 
-Nothing is fetched at start-up, so the application starts while the identity provider is down.
-The first token of a provider fetches its discovery document (unless ``OIDC_JWKS_URI`` is set) and
-its JWKS. A key set lives ``JWKS_CACHE_SECONDS``; a token naming an unknown ``kid`` causes one
-refetch, at most once per ``JWKS_MIN_REFRESH_SECONDS`` per provider, so a stream of forged kids
-cannot hammer the provider. A failed refresh keeps the keys that were working. Each provider's keys
-are used only for the tokens whose issuer maps to that provider.
+* Nothing is fetched at start-up: the application starts while the identity provider is down.
+* A key set lives as long as its ``Cache-Control: max-age`` says (between 5 minutes and a day),
+  else ``JWKS_CACHE_SECONDS``. In the last tenth of its life (at most 5 minutes) the first request
+  starts a refresh in a background thread and every request goes on with the keys it has: no
+  request waits for a scheduled refresh.
+* Last-known-good: when refreshes fail, the keys that worked stay in use for up to
+  ``KEYS_MAX_STALENESS_SECONDS`` after they were fetched. ``keys_unavailable`` only when a
+  provider never had usable keys or they are older than that.
+* After a failed fetch, the next attempt waits about a second, doubling up to
+  ``FETCH_BACKOFF_MAX_SECONDS``: service returns quickly once the provider does, and a provider
+  that is down is not hammered.
+* A token naming an unknown ``kid`` causes at most one fetch per ``JWKS_MIN_REFRESH_SECONDS`` per
+  provider, single-flight (concurrent requests wait for the one fetch, then look again). A kid
+  still absent after a fetch is remembered as absent for the same interval, so a storm of forged
+  kids costs neither fetches nor lock waits.
+* Each provider's keys are used only for tokens whose issuer maps to that provider.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
+import random
 import threading
 import time
 from collections.abc import Callable
 from typing import Any, Final
 
-import requests
-
+from . import forks
 from .audit import log
 from .config import MiddlewareConfig, ProviderConfig, normalize_issuer, url_problem
 from .errors import KEYS_UNAVAILABLE, UNKNOWN_KEY, TokenRejected
+from .fetch import Fetched, Fetcher, FetchError
 from .jwk import Jwk, KeySet
+from .stats import Stats
 
-MAX_DOCUMENT_BYTES: Final = 1024 * 1024
-# After a failed fetch, the next attempt waits this long (a later issue adds back-off).
-RETRY_AFTER_FAILURE_SECONDS: Final = 5.0
+MIN_LIFETIME_SECONDS: Final = 300
+MAX_LIFETIME_SECONDS: Final = 86400
+REFRESH_AHEAD_SECONDS: Final = 300  # at most; a tenth of the lifetime when that is shorter
+FIRST_RETRY_SECONDS: Final = 1.0
+MAX_ABSENT_KIDS: Final = 4096
 
 Clock = Callable[[], float]
-
-
-class FetchError(Exception):
-    """A discovery or JWKS fetch failed; the message is safe to log."""
 
 
 class FetchNeeded(Exception):
@@ -44,27 +54,43 @@ def wall_clock() -> float:
 
 
 class ProviderKeys:
-    """The discovery document and key set of one provider, shared by all threads."""
+    """The discovery document and key set of one provider, shared by all threads of a process."""
 
     def __init__(
         self,
         provider: ProviderConfig,
         config: MiddlewareConfig,
-        session: requests.Session,
+        fetcher: Fetcher,
+        stats: Stats,
         clock: Clock = wall_clock,
     ) -> None:
         self.provider = provider
         self._config = config
-        self._session = session
+        self._fetcher = fetcher
+        self._stats = stats
         self._clock = clock
-        self._lock = threading.Lock()
         self._keys: KeySet | None = None
-        self._keys_expire_at = 0.0
-        self._last_key_fetch = float("-inf")
+        self._fetched_at = float("-inf")  # when the keys in use were fetched
+        self._refresh_at = float("-inf")  # when a background refresh should start
+        self._last_key_fetch = float("-inf")  # when a key fetch was last attempted
         self._discovery: dict[str, Any] | None = None
-        self._discovery_expire_at = 0.0
+        self._discovery_expires_at = float("-inf")
         self._next_attempt_at = float("-inf")
+        self._retry_delay = 0.0
+        self._absent: dict[str, float] = {}  # kid -> until when it is known to be absent
         self.last_error: str | None = None
+        self.last_error_at: float | None = None
+        self._after_fork_in_child()
+        forks.register(self)
+
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()  # held while fetching; one fetch at a time per provider
+        # A short critical section to start at most one refresh thread (the fetch lock may be
+        # held for seconds, so it is not used for that).
+        self._start_lock = threading.Lock()
+        self._refresh_thread: threading.Thread | None = None
+
+    # -- what the validator asks -------------------------------------------------------------
 
     def select(self, kid: str | None, alg: str, *, may_fetch: bool = True) -> Jwk:
         """The key to verify a token with this ``kid`` and ``alg``, or TokenRejected.
@@ -72,82 +98,181 @@ class ProviderKeys:
         With ``may_fetch=False`` nothing blocks: :class:`FetchNeeded` is raised where a fetch (or
         waiting for another thread's fetch) would be needed.
         """
-        keys = self._current_keys(may_fetch)
+        keys = self._usable_keys(may_fetch)
         try:
             return keys.select(kid, alg)
         except TokenRejected as rejection:
-            if rejection.reason != UNKNOWN_KEY or kid is None:
+            if rejection.reason != UNKNOWN_KEY or kid is None or self._known_absent(kid):
                 raise
         # An unknown kid may be a key the provider rotated in since the last fetch.
         return self._refresh_for_kid(kid, may_fetch).select(kid, alg)
 
-    def discovered_issuer(self) -> str | None:
+    def discovered_issuer(self, *, may_fetch: bool = True) -> str | None:
         """The issuer the discovery document names, fetching it if needed; None if unavailable."""
+        if self._discovery is not None:
+            return str(self._discovery["issuer"])
+        if self._clock() < self._next_attempt_at:
+            return None
+        if not may_fetch:
+            raise FetchNeeded
         with self._lock:
-            if self._discovery is None and self._clock() < self._next_attempt_at:
-                return None
             try:
                 return str(self._discover()["issuer"])
             except FetchError as exc:
                 self._failed(str(exc), event="oidc.discovery.fetch_failed")
                 return None
 
-    def _current_keys(self, may_fetch: bool) -> KeySet:
+    def prefetch(self) -> None:
+        """Fetch now (blocking) when there are no usable keys; errors are recorded, not raised."""
+        with contextlib.suppress(TokenRejected):
+            self._usable_keys(may_fetch=True)
+
+    def health(self) -> dict[str, Any]:
+        """Whether keys are loaded, how old, and the last fetch error; no I/O."""
         now = self._clock()
         keys = self._keys
-        if keys is not None and now < self._keys_expire_at:
-            return keys
+        age = now - self._fetched_at if keys is not None else None
+        return {
+            "keys_loaded": keys is not None,
+            "usable": keys is not None and age is not None and age <= self._config.keys_max_staleness_seconds,
+            "kids": [key.kid for key in keys.keys] if keys is not None else [],
+            "age_seconds": round(age, 1) if age is not None else None,
+            "refresh_due": keys is not None and now >= self._refresh_at,
+            "last_error": self.last_error,
+            "last_error_age_seconds": round(now - self.last_error_at, 1) if self.last_error_at else None,
+            "next_attempt_in_seconds": round(max(0.0, self._next_attempt_at - now), 1),
+        }
+
+    def wait_for_refresh(self, timeout: float | None = None) -> None:
+        """Wait for a background refresh in progress (for tests and orderly shutdown)."""
+        thread = self._refresh_thread
+        if thread is not None:
+            thread.join(timeout)
+
+    # -- keys in use ---------------------------------------------------------------------------
+
+    def _usable_keys(self, may_fetch: bool) -> KeySet:
+        keys = self._keys
+        if keys is not None:
+            now = self._clock()
+            if now < self._refresh_at:
+                return keys
+            if now - self._fetched_at <= self._config.keys_max_staleness_seconds:
+                self._refresh_in_background()
+                return keys
         if not may_fetch:
             raise FetchNeeded
         with self._lock:
-            if self._keys is None or self._clock() >= self._keys_expire_at:
-                self._try_fetch_keys()
-            if self._keys is None:
+            if not self._fresh_enough():
+                self._fetch_keys()
+            if not self._fresh_enough():
                 raise TokenRejected(
                     KEYS_UNAVAILABLE,
                     f"signing keys of provider {self.provider.id!r} are unavailable: "
                     f"{self.last_error or 'not fetched yet'}",
                     provider=self.provider.id,
                 )
+            assert self._keys is not None
             return self._keys
 
+    def _fresh_enough(self) -> bool:
+        return (
+            self._keys is not None
+            and self._clock() - self._fetched_at <= self._config.keys_max_staleness_seconds
+        )
+
+    def _refresh_in_background(self) -> None:
+        """Start one refresh thread unless one runs or the back-off says wait."""
+        if self._refresh_thread is not None or self._clock() < self._next_attempt_at:
+            return
+        with self._start_lock:
+            if self._refresh_thread is not None:
+                return
+            thread = threading.Thread(target=self._background_refresh, name="oidc-keys-refresh", daemon=True)
+            self._refresh_thread = thread
+        thread.start()
+
+    def _background_refresh(self) -> None:
+        try:
+            with self._lock:
+                if self._clock() >= self._refresh_at:
+                    self._fetch_keys()
+        finally:
+            self._refresh_thread = None
+
+    # -- unknown kids --------------------------------------------------------------------------
+
+    def _known_absent(self, kid: str) -> bool:
+        until = self._absent.get(kid)
+        return until is not None and self._clock() < until
+
     def _refresh_for_kid(self, kid: str, may_fetch: bool) -> KeySet:
+        if not self._may_refetch():
+            self._remember_absent(kid)
+            return self._keys or KeySet()
         if not may_fetch:
-            if self._clock() - self._last_key_fetch < self._config.jwks_min_refresh_seconds:
-                return self._keys or KeySet()
             raise FetchNeeded
         with self._lock:
+            # Another thread may have fetched while this one waited for the lock.
+            if self._keys is not None and kid in self._keys:
+                return self._keys
+            if self._may_refetch():
+                self._fetch_keys()
             keys = self._keys or KeySet()
-            # Another thread may have fetched the key while this one waited for the lock.
             if kid not in keys:
-                if self._clock() - self._last_key_fetch >= self._config.jwks_min_refresh_seconds:
-                    self._try_fetch_keys()
-                keys = self._keys or keys
+                self._remember_absent(kid)
             return keys
 
-    def _try_fetch_keys(self) -> None:
-        """Fetch the key set; on failure keep the keys that were working. Lock held."""
+    def _may_refetch(self) -> bool:
+        now = self._clock()
+        return (
+            now - self._last_key_fetch >= self._config.jwks_min_refresh_seconds
+            and now >= self._next_attempt_at
+        )
+
+    def _remember_absent(self, kid: str) -> None:
+        if len(self._absent) >= MAX_ABSENT_KIDS:
+            self._absent = {}
+        self._absent[kid] = self._clock() + self._config.jwks_min_refresh_seconds
+
+    # -- fetching (lock held) ------------------------------------------------------------------
+
+    def _fetch_keys(self) -> None:
+        """Fetch the key set; on failure keep the keys that were working and back off."""
         now = self._clock()
         if now < self._next_attempt_at:
             return
         self._last_key_fetch = now
         try:
             url = self.provider.jwks_uri or self._jwks_uri()
-            keys, skipped = KeySet.from_jwks(self._get_json(url))
-            if not keys:
-                raise FetchError(f"no usable signing key at {url} ({'; '.join(skipped) or 'empty'})")
-        except (FetchError, ValueError) as exc:
+            fetched = self._fetcher.get_json(url)
+            keys, skipped = KeySet.from_jwks(fetched.document)
+        except ValueError as exc:
+            self._failed(f"key set at {url} is unusable: {exc}", event="oidc.keys.fetch_failed")
+            return
+        except FetchError as exc:
             self._failed(str(exc), event="oidc.keys.fetch_failed")
             return
+        for reason in skipped:
+            log.warning("oidc.keys.key_skipped", provider=self.provider.id, url=url, reason=reason)
+        if not keys:
+            self._failed(f"no usable signing key at {url}", event="oidc.keys.fetch_failed")
+            return
+        now = self._clock()
+        lifetime = self._lifetime(fetched)
         self._keys = keys
-        self._keys_expire_at = now + self._config.jwks_cache_seconds
-        self.last_error = None
+        self._fetched_at = now
+        self._refresh_at = now + lifetime - min(REFRESH_AHEAD_SECONDS, lifetime / 10)
+        self._absent = {}
+        self._succeeded()
+        self._stats.add("key_fetches", "ok")
         log.info(
             "oidc.keys.fetched",
             provider=self.provider.id,
             url=url,
             kids=[key.kid for key in keys.keys],
-            skipped=skipped,
+            skipped=len(skipped),
+            lifetime_seconds=lifetime,
         )
 
     def _jwks_uri(self) -> str:
@@ -158,19 +283,19 @@ class ProviderKeys:
         return str(uri)
 
     def _discover(self) -> dict[str, Any]:
-        """The discovery document, fetched when missing or stale. Lock held."""
+        """The discovery document, fetched when missing or stale; a stale one is kept on failure."""
         now = self._clock()
-        if self._discovery is not None and now < self._discovery_expire_at:
+        if self._discovery is not None and now < self._discovery_expires_at:
             return self._discovery
         url = self.provider.discovery_url
         try:
-            document = self._get_json(url)
+            fetched = self._fetcher.get_json(url)
         except FetchError as exc:
             if self._discovery is None:
                 raise
-            # The provider is down; the document that was working stays in use (its keys too).
             self._failed(str(exc), event="oidc.discovery.fetch_failed")
             return self._discovery
+        document = fetched.document
         issuer = document.get("issuer") if isinstance(document, dict) else None
         if not isinstance(issuer, str):
             raise FetchError(f"discovery document at {url} has no issuer")
@@ -183,43 +308,34 @@ class ProviderKeys:
                 f"provider {self.provider.id!r} ({', '.join(self.provider.issuers)})"
             )
         self._discovery = dict(document)
-        self._discovery_expire_at = now + self._config.jwks_cache_seconds
+        self._discovery_expires_at = self._clock() + self._lifetime(fetched)
         return self._discovery
 
+    def _lifetime(self, fetched: Fetched) -> float:
+        if fetched.max_age is None:
+            return float(self._config.jwks_cache_seconds)
+        return float(min(max(fetched.max_age, MIN_LIFETIME_SECONDS), MAX_LIFETIME_SECONDS))
+
     def _failed(self, error: str, *, event: str) -> None:
+        now = self._clock()
         self.last_error = error
-        self._next_attempt_at = self._clock() + RETRY_AFTER_FAILURE_SECONDS
-        log.warning(event, provider=self.provider.id, error=error, keeping_old_keys=self._keys is not None)
+        self.last_error_at = now
+        # Exponential back-off with jitter, so that many processes do not retry in step.
+        self._retry_delay = min(
+            max(FIRST_RETRY_SECONDS, self._retry_delay * 2), float(self._config.fetch_backoff_max_seconds)
+        )
+        self._next_attempt_at = now + self._retry_delay * random.uniform(0.8, 1.0)  # noqa: S311
+        self._stats.add("key_fetches", "failed")
+        log.warning(
+            event,
+            provider=self.provider.id,
+            error=error,
+            keeping_old_keys=self._keys is not None,
+            retry_in_seconds=round(self._next_attempt_at - now, 1),
+        )
 
-    def _get_json(self, url: str) -> Any:
-        timeout = self._config.http_timeout_seconds
-        try:
-            # No redirects: a discovery or key URL that moves is a configuration change to make
-            # deliberately, not to follow silently.
-            with self._session.get(
-                url,
-                timeout=(timeout, timeout),
-                allow_redirects=False,
-                stream=True,
-                headers={"Accept": "application/json"},
-            ) as response:
-                if response.status_code != 200:
-                    raise FetchError(f"HTTP {response.status_code} from {url}")
-                body = b""
-                for chunk in response.iter_content(64 * 1024):
-                    body += chunk
-                    if len(body) > MAX_DOCUMENT_BYTES:
-                        raise FetchError(f"response from {url} is larger than {MAX_DOCUMENT_BYTES} bytes")
-        except requests.RequestException as exc:
-            raise FetchError(f"{type(exc).__name__} fetching {url}") from None
-        try:
-            return json.loads(body)
-        except ValueError:
-            raise FetchError(f"response from {url} is not JSON") from None
-
-
-def default_session() -> requests.Session:
-    """A session that ignores proxy and netrc settings from the environment."""
-    session = requests.Session()
-    session.trust_env = False
-    return session
+    def _succeeded(self) -> None:
+        self._retry_delay = 0.0
+        self._next_attempt_at = float("-inf")
+        self.last_error = None
+        self.last_error_at = None

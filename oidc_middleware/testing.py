@@ -109,8 +109,16 @@ class LocalIdP:
     """An Entra-shaped identity provider on loopback (use as a context manager).
 
     ``v1_issuer`` and ``v2_issuer`` are the two issuers of one tenant, both publishing ``keys``
-    at one ``jwks_uri``. Change ``keys`` (or call :meth:`rotate`) to rotate keys; set
-    ``failing`` to answer 503 everywhere; ``hits`` counts requests per path.
+    at one ``jwks_uri``. Change ``keys`` (or call :meth:`rotate`) to rotate keys; ``hits`` counts
+    requests per path. Faults, for testing how a client survives a bad day:
+
+    * ``failing = True``: 503 everywhere;
+    * ``fault``: ``"500"``, ``"html"`` (an error page instead of JSON), ``"huge"`` (a 5 MB body),
+      ``"redirect"`` (302 to another host), ``"slow"`` (answers after ``delay`` seconds),
+      ``"drip"`` (sends the body one byte every ``delay`` seconds);
+    * :meth:`stop` then :meth:`start` again: down, then back on the same port.
+
+    ``cache_control`` is sent with every document when set.
     """
 
     def __init__(
@@ -119,9 +127,13 @@ class LocalIdP:
         self.tenant = tenant
         self.keys = keys if keys is not None else [SigningKey.rsa("entra-key-1")]
         self.failing = False
+        self.fault: str | None = None
+        self.delay = 0.0
+        self.cache_control: str | None = None
         self.hits: Counter[str] = Counter()
         self.extra_jwks: list[dict[str, Any]] = []
         self._server: ThreadingHTTPServer | None = None
+        self._port = 0
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> LocalIdP:
@@ -135,20 +147,19 @@ class LocalIdP:
         idp = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 idp.hits[self.path] += 1
-                status, body = idp._answer(self.path)
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                idp._respond(self)
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                pass  # a client that gave up mid-answer (timeouts under test) is expected here
+
+        self._server = Server(("127.0.0.1", self._port), Handler)
+        self._port = self._server.server_address[1]
         self._server.daemon_threads = True
         threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
@@ -163,8 +174,8 @@ class LocalIdP:
     # -- addresses ---------------------------------------------------------------------------
     @property
     def base_url(self) -> str:
-        assert self._server is not None, "LocalIdP is not started"
-        return f"http://127.0.0.1:{self._server.server_address[1]}/"
+        assert self._port, "LocalIdP was never started"
+        return f"http://127.0.0.1:{self._port}/"
 
     @property
     def v1_issuer(self) -> str:
@@ -198,6 +209,39 @@ class LocalIdP:
         key = new_key or SigningKey.rsa(f"entra-key-{uuid.uuid4().hex[:8]}")
         self.keys = [key, *self.keys]
         return key
+
+    def _respond(self, handler: BaseHTTPRequestHandler) -> None:
+        fault = self.fault
+        if fault == "slow":
+            time.sleep(self.delay)
+        status, body = self._answer(handler.path)
+        data = json.dumps(body).encode()
+        content_type = "application/json"
+        headers = {}
+        if fault == "500":
+            status, data = 500, b'{"error": "server_error"}'
+        elif fault == "html":
+            status, data, content_type = 200, b"<html><body>Sign in to continue</body></html>", "text/html"
+        elif fault == "huge":
+            data = b'{"keys": [], "padding": "' + b"x" * (5 * 1024 * 1024) + b'"}'
+        elif fault == "redirect":
+            status, data = 302, b""
+            headers["Location"] = "https://attacker.example/keys"
+        handler.send_response(status)
+        handler.send_header("Content-Type", content_type)
+        handler.send_header("Content-Length", str(len(data)))
+        if self.cache_control is not None:
+            handler.send_header("Cache-Control", self.cache_control)
+        for name, value in headers.items():
+            handler.send_header(name, value)
+        handler.end_headers()
+        if fault == "drip":
+            for index in range(len(data)):
+                handler.wfile.write(data[index : index + 1])
+                handler.wfile.flush()
+                time.sleep(self.delay)
+        else:
+            handler.wfile.write(data)
 
     def _answer(self, path: str) -> tuple[int, Any]:
         if self.failing:

@@ -16,6 +16,7 @@ from typing import Any
 
 import requests
 
+from . import forks
 from .audit import log
 from .claims import (
     authorized_party,
@@ -26,18 +27,21 @@ from .claims import (
 )
 from .config import ConfigSource, MiddlewareConfig, load_config, normalize_issuer
 from .errors import ISSUER_NOT_CONFIGURED, MALFORMED_TOKEN, TokenRejected
+from .fetch import Fetcher
 from .jwk import Jwk
 from .jws import check_signature, parse_compact, parse_json_object
-from .keys import Clock, FetchNeeded, ProviderKeys, default_session, wall_clock
+from .keys import Clock, FetchNeeded, ProviderKeys, wall_clock
 from .principal import Principal, build_principal
+from .stats import Stats
 
 
 class TokenValidator:
     """Validates bearer tokens against the configured providers.
 
-    ``session`` is the requests session used for discovery and keys (default: one that ignores
-    proxy variables of the environment); ``clock`` returns the current Unix time (default:
-    ``time.time``). Thread-safe; create one per process and share it.
+    ``session`` is the requests session used for discovery and keys (default: one that uses only
+    the proxy and CA bundle of the configuration, never the environment's); ``clock`` returns the
+    current Unix time (default: ``time.time``). Thread-safe and fork-safe; create one per
+    application and share it.
     """
 
     def __init__(
@@ -49,9 +53,10 @@ class TokenValidator:
     ) -> None:
         self.config = load_config(config)
         self._clock = clock or wall_clock
-        session = session or default_session()
+        self._stats = Stats()
+        fetcher = Fetcher(self.config, session)
         self.providers = {
-            provider.id: ProviderKeys(provider, self.config, session, self._clock)
+            provider.id: ProviderKeys(provider, self.config, fetcher, self._stats, self._clock)
             for provider in self.config.providers
         }
         self._by_issuer = {
@@ -61,15 +66,60 @@ class TokenValidator:
         }
         # Providers configured without an issuer take it from their discovery document.
         self._undiscovered = [keys for keys in self.providers.values() if not keys.provider.issuers]
+        self._after_fork_in_child()
+        forks.register(self)
+
+    def _after_fork_in_child(self) -> None:
         self._discovery_lock = threading.Lock()
 
-    def validate(self, token: str, *, may_fetch: bool = True) -> Principal:
+    def stats(self) -> dict[str, Any]:
+        """Counters since start: accepted, rejected by reason, passed through by reason, key
+        fetches ok/failed, verified-token cache hits/misses. A plain dict, safe to serialize."""
+        return self._stats.snapshot()
+
+    def count(self, outcome: str, reason: str | None = None) -> None:
+        """Record a decision made on top of :meth:`validate` (the middleware's pass-through)."""
+        if outcome == "accepted":
+            self._stats.add("decision", "accepted")
+        else:
+            self._stats.add(outcome, reason or "unknown")
+
+    def health(self) -> dict[str, Any]:
+        """For readiness checks: per provider, whether keys are loaded and usable, their age,
+        the last fetch error; ``ready`` when every provider has usable keys. No I/O."""
+        providers = {name: keys.health() for name, keys in self.providers.items()}
+        return {"ready": all(p["usable"] for p in providers.values()), "providers": providers}
+
+    def prefetch(self) -> dict[str, Any]:
+        """Fetch discovery and keys of every provider now (blocking); return :meth:`health`.
+
+        Optional: keys are otherwise fetched at the first token. Call it in each worker after the
+        fork (gunicorn ``post_fork``), not in the master.
+        """
+        for keys in self.providers.values():
+            if not keys.provider.issuers:
+                keys.discovered_issuer()
+            keys.prefetch()
+        return self.health()
+
+    def validate(self, token: str, *, may_fetch: bool = True, count: bool = True) -> Principal:
         """Return the verified principal, or raise :class:`TokenRejected`.
 
         ``may_fetch=False`` is for event loops: where discovery or keys would have to be fetched,
         :class:`~oidc_middleware.keys.FetchNeeded` is raised instead, and the caller retries in a
-        worker thread.
+        worker thread. ``count=False`` leaves the decision counters to the caller.
         """
+        try:
+            principal = self._validate(token, may_fetch)
+        except TokenRejected as rejection:
+            if count:
+                self._stats.add("rejected", rejection.reason)
+            raise
+        if count:
+            self._stats.add("decision", "accepted")
+        return principal
+
+    def _validate(self, token: str, may_fetch: bool) -> Principal:
         jws = parse_compact(token, max_bytes=self.config.max_token_bytes)
         claims = parse_json_object(jws.payload, "payload")
         try:

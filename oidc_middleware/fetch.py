@@ -1,0 +1,125 @@
+"""Fetching discovery documents and key sets: hardened GETs of small JSON documents.
+
+Every fetch has a connect timeout, a timeout on each read and a deadline for the whole fetch (a
+provider that drips its answer one byte at a time cannot hold a worker); follows no redirect (a
+key URL that moves is a configuration change to make deliberately); reads at most
+``MAX_RESPONSE_BYTES``; and ignores the proxy, CA and netrc settings of the environment
+(``trust_env`` off): the proxy and CA bundle are the ones ``OIDC_MIDDLEWARE_CONFIG`` names. TLS
+certificates are always verified; plain http is only ever configured for loopback hosts.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+from . import forks
+from .config import MiddlewareConfig
+
+_MAX_AGE = re.compile(r"(?:^|[,\s])max-age\s*=\s*\"?(\d{1,10})\"?", re.IGNORECASE)
+_NO_STORE = re.compile(r"(?:^|[,\s])(?:no-store|no-cache)(?:$|[,\s])", re.IGNORECASE)
+
+
+class FetchError(Exception):
+    """A fetch failed; the message says why and is safe to log (no secrets, no bodies)."""
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A fetched JSON document and the lifetime its Cache-Control gave it (None: none given)."""
+
+    document: Any
+    max_age: int | None
+
+
+def make_session(config: MiddlewareConfig) -> requests.Session:
+    """A session that uses only the proxy and CA bundle of the configuration."""
+    session = requests.Session()
+    session.trust_env = False
+    if config.https_proxy:
+        session.proxies = {"https": config.https_proxy}
+    if config.ca_bundle:
+        session.verify = config.ca_bundle
+    return session
+
+
+class Fetcher:
+    """GETs JSON documents with the limits of one configuration."""
+
+    def __init__(self, config: MiddlewareConfig, session: requests.Session | None = None) -> None:
+        self._config = config
+        self.session = session if session is not None else make_session(config)
+        forks.register(self)
+
+    def _after_fork_in_child(self) -> None:
+        # Pooled connections were opened by the parent; a socket must not serve two processes.
+        for adapter in self.session.adapters.values():
+            adapter.close()
+
+    def get_json(self, url: str) -> Fetched:
+        config = self._config
+        deadline = time.monotonic() + config.fetch_deadline_seconds
+        limit = config.max_response_bytes
+        try:
+            with self.session.get(
+                url,
+                timeout=(config.http_connect_timeout_seconds, config.http_read_timeout_seconds),
+                allow_redirects=False,
+                stream=True,
+                headers={"Accept": "application/json"},
+            ) as response:
+                _check_status(response, url)
+                declared = response.headers.get("Content-Length", "")
+                if declared.isdigit() and int(declared) > limit:
+                    raise FetchError(f"response from {url} is {declared} bytes, more than {limit}")
+                body = bytearray()
+                while chunk := response.raw.read1(64 * 1024, decode_content=True):
+                    body += chunk
+                    if len(body) > limit:
+                        raise FetchError(f"response from {url} is larger than {limit} bytes")
+                    if time.monotonic() > deadline:
+                        raise FetchError(f"fetching {url} took longer than {config.fetch_deadline_seconds} s")
+                content_type = response.headers.get("Content-Type", "unknown")
+                cache_control = response.headers.get("Cache-Control", "")
+        except requests.Timeout:
+            raise FetchError(f"timeout fetching {url}") from None
+        except requests.RequestException as exc:
+            raise FetchError(f"{type(exc).__name__} fetching {url}") from None
+        except OSError as exc:  # a connection reset while reading the body
+            raise FetchError(f"{type(exc).__name__} reading {url}") from None
+        return Fetched(_parse(bytes(body), url, content_type), _max_age(cache_control))
+
+
+def _check_status(response: requests.Response, url: str) -> None:
+    status = response.status_code
+    if 300 <= status < 400:
+        target = urlsplit(response.headers.get("Location", "")).netloc or "an unnamed location"
+        raise FetchError(f"HTTP {status} from {url}: redirect to {target} not followed")
+    if status != 200:
+        raise FetchError(f"HTTP {status} from {url}")
+
+
+def _parse(body: bytes, url: str, content_type: str) -> Any:
+    try:
+        return json.loads(body, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise FetchError(f"response from {url} is nested too deeply") from None
+    except ValueError:
+        raise FetchError(f"response from {url} is not JSON (Content-Type {content_type[:60]})") from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _max_age(cache_control: str) -> int | None:
+    if _NO_STORE.search(cache_control):
+        return 0
+    match = _MAX_AGE.search(cache_control)
+    return int(match.group(1)) if match else None
