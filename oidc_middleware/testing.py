@@ -147,7 +147,7 @@ class LocalIdP:
         idp = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 idp.hits[self.path] += 1
                 idp._respond(self)
 
