@@ -15,6 +15,7 @@ Run it against a real tenant: ``python examples/quay_wsgi.py examples/config.yam
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -103,6 +104,15 @@ def wrap(app: Flask, validator: TokenValidator) -> Flask:
     """Wrap the app exactly as Quay's web.py and registry.py would."""
     app.wsgi_app = OIDCMiddleware(app.wsgi_app, validator.config, validator=validator)  # type: ignore[method-assign]
     return app
+
+
+def from_environment() -> Flask:
+    """The wrapped app for ``gunicorn 'quay_wsgi:from_environment()'``, config from $QUAY_CONFIG.
+
+    With ``--preload`` this runs once in the gunicorn master, before the workers are forked:
+    building the validator fetches nothing and starts no thread, so forking it is safe.
+    """
+    return wrap(create_app(), TokenValidator(os.environ.get("QUAY_CONFIG", "examples/config.yaml")))
 
 
 if __name__ == "__main__":

@@ -84,11 +84,16 @@ class ProviderKeys:
         forks.register(self)
 
     def _after_fork_in_child(self) -> None:
-        self._lock = threading.Lock()  # held while fetching; one fetch at a time per provider
+        # Held while fetching, one fetch at a time per provider; created at first use (see forks).
+        self._fetch_lock: threading.Lock | None = None
         # A short critical section to start at most one refresh thread (the fetch lock may be
         # held for seconds, so it is not used for that).
         self._start_lock = threading.Lock()
         self._refresh_thread: threading.Thread | None = None
+
+    @property
+    def _lock(self) -> threading.Lock:
+        return forks.lazy_lock(self, "_fetch_lock")
 
     # -- what the validator asks -------------------------------------------------------------
 
@@ -293,7 +298,14 @@ class ProviderKeys:
         except FetchError as exc:
             if self._discovery is None:
                 raise
-            self._failed(str(exc), event="oidc.discovery.fetch_failed")
+            # The document that was working stays in use; the key fetch that follows decides
+            # whether this attempt failed (and backs off once, not twice).
+            log.warning(
+                "oidc.discovery.fetch_failed",
+                provider=self.provider.id,
+                error=str(exc),
+                keeping_old_document=True,
+            )
             return self._discovery
         document = fetched.document
         issuer = document.get("issuer") if isinstance(document, dict) else None

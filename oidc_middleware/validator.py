@@ -70,7 +70,7 @@ class TokenValidator:
         forks.register(self)
 
     def _after_fork_in_child(self) -> None:
-        self._discovery_lock = threading.Lock()
+        self._discovery_lock_: threading.Lock | None = None  # created at first use (see forks)
 
     def stats(self) -> dict[str, Any]:
         """Counters since start: accepted, rejected by reason, passed through by reason, key
@@ -165,7 +165,7 @@ class TokenValidator:
         return keys
 
     def _discover_issuers(self, issuer: str) -> ProviderKeys | None:
-        with self._discovery_lock:
+        with forks.lazy_lock(self, "_discovery_lock_"):
             for keys in list(self._undiscovered):
                 discovered = keys.discovered_issuer()
                 if discovered is None:

@@ -1,0 +1,408 @@
+"""Key management against a real key server on loopback that misbehaves on demand.
+
+Time is a manual clock handed to the validator, so that lifetimes, back-off and refresh intervals
+are crossed without sleeping; the network, the HTTP server and the fetch code are all real.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+import uuid
+from typing import Any
+
+import pytest
+from conftest import CI_CLIENT, quay_config
+from structlog.testing import capture_logs
+
+from oidc_middleware import TokenRejected, TokenValidator
+from oidc_middleware.testing import LocalIdP, SigningKey
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def make_validator(idp: LocalIdP, clock: Clock, **settings: Any) -> TokenValidator:
+    config = quay_config(idp)
+    if settings:
+        config["OIDC_MIDDLEWARE_CONFIG"] = settings
+    return TokenValidator(config, clock=clock)
+
+
+def token(idp: LocalIdP, clock: Clock, **options: Any) -> str:
+    return idp.token(client=CI_CLIENT, now=clock(), **options)
+
+
+def reason_of(validator: TokenValidator, raw: str) -> str:
+    with pytest.raises(TokenRejected) as caught:
+        validator.validate(raw)
+    return caught.value.reason
+
+
+def key_fetches(idp: LocalIdP) -> int:
+    return idp.hits[f"/{idp.tenant}/discovery/v2.0/keys"]
+
+
+def refresh_done(validator: TokenValidator) -> None:
+    validator.providers["azure"].wait_for_refresh(10)
+
+
+# -- lazy start, reuse ----------------------------------------------------------------------------
+
+
+def test_nothing_is_fetched_and_no_thread_started_until_the_first_token(idp: LocalIdP, clock: Clock) -> None:
+    threads = threading.active_count()
+    make_validator(idp, clock)
+    assert sum(idp.hits.values()) == 0
+    assert threading.active_count() == threads
+
+
+def test_the_app_starts_while_the_idp_is_down_and_recovers_by_itself(idp: LocalIdP, clock: Clock) -> None:
+    idp.stop()
+    validator = make_validator(idp, clock)
+    with pytest.raises(TokenRejected) as caught:
+        validator.validate(token(idp, clock))
+    assert (caught.value.reason, caught.value.status_code) == ("keys_unavailable", 503)
+    assert "ConnectionError" in caught.value.description
+    idp.start()  # back, on the same port
+    assert reason_of(validator, token(idp, clock)) == "keys_unavailable"  # still backing off
+    clock.advance(1.01)  # the first retry comes after about a second
+    assert validator.validate(token(idp, clock)).provider == "azure"
+    assert validator.health()["ready"] is True
+
+
+def test_keys_are_fetched_once_and_reused(idp: LocalIdP, clock: Clock) -> None:
+    validator = make_validator(idp, clock)
+    for _ in range(20):
+        validator.validate(token(idp, clock))
+    assert key_fetches(idp) == 1
+    assert idp.hits[f"/{idp.tenant}/v2.0/.well-known/openid-configuration"] == 1
+    keys = validator.providers["azure"]
+    assert keys.select("entra-key-1", "RS256") is keys.select("entra-key-1", "RS256")
+
+
+def test_oidc_jwks_uri_skips_discovery(idp: LocalIdP, clock: Clock) -> None:
+    config = quay_config(idp, OIDC_JWKS_URI=idp.jwks_uri)
+    TokenValidator(config, clock=clock).validate(token(idp, clock))
+    assert list(idp.hits) == [f"/{idp.tenant}/discovery/v2.0/keys"]
+
+
+# -- lifetime, refresh ahead, last-known-good ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cache_control", "lifetime"),
+    [
+        (None, 3600),
+        ("public, max-age=900", 900),
+        ("max-age=5", 300),
+        ("no-store", 300),
+        ("max-age=999999", 86400),
+    ],
+    ids=["default", "max-age", "too-short", "no-store", "too-long"],
+)
+def test_lifetime_honours_max_age_within_bounds(idp: LocalIdP, clock: Clock, cache_control: str | None,
+                                               lifetime: int) -> None:  # fmt: skip
+    idp.cache_control = cache_control
+    validator = make_validator(idp, clock)
+    with capture_logs() as events:
+        validator.validate(token(idp, clock))
+    fetched = next(e for e in events if e["event"] == "oidc.keys.fetched")
+    assert fetched["lifetime_seconds"] == lifetime
+    ahead = min(300, lifetime / 10)
+    clock.advance(lifetime - ahead - 1)
+    validator.validate(token(idp, clock))
+    refresh_done(validator)
+    assert key_fetches(idp) == 1  # not yet in the refresh window
+    clock.advance(2)
+    validator.validate(token(idp, clock))
+    refresh_done(validator)
+    assert key_fetches(idp) == 2
+
+
+def test_a_scheduled_refresh_never_makes_a_request_wait(idp: LocalIdP, clock: Clock) -> None:
+    validator = make_validator(idp, clock)
+    validator.validate(token(idp, clock))
+    idp.fault, idp.delay = "slow", 1.5  # the provider now takes 1.5 s to answer
+    clock.advance(3600 - 200)
+    started = time.monotonic()
+    validator.validate(token(idp, clock))  # starts the refresh in the background
+    assert time.monotonic() - started < 0.5
+    refresh_done(validator)
+    assert key_fetches(idp) == 2
+
+
+def test_last_known_good_keys_serve_through_an_outage_up_to_the_maximum_staleness(
+    idp: LocalIdP, clock: Clock
+) -> None:
+    validator = make_validator(idp, clock, KEYS_MAX_STALENESS_SECONDS=7200)
+    validator.validate(token(idp, clock))
+    idp.stop()
+    served = 0
+    for _ in range(13):  # 130 minutes in 10-minute steps, each with a background refresh that fails
+        clock.advance(600)
+        try:
+            validator.validate(token(idp, clock))
+            served += 1
+        except TokenRejected as rejection:
+            assert rejection.reason == "keys_unavailable"
+        refresh_done(validator)
+    health = validator.health()["providers"]["azure"]
+    assert served == 12  # up to 7200 s after the last good fetch; refused from then on
+    assert health["usable"] is False
+    assert "ConnectionError" in health["last_error"]
+    idp.start()
+    clock.advance(31)
+    assert validator.validate(token(idp, clock)).provider == "azure"
+
+
+def test_retries_back_off_from_a_second_to_the_maximum(idp: LocalIdP, clock: Clock) -> None:
+    idp.failing = True
+    validator = make_validator(idp, clock, FETCH_BACKOFF_MAX_SECONDS=30)
+    waits = []
+    for _ in range(8):
+        assert reason_of(validator, token(idp, clock)) == "keys_unavailable"
+        wait = validator.health()["providers"]["azure"]["next_attempt_in_seconds"]
+        waits.append(wait)
+        attempts = sum(idp.hits.values())
+        assert reason_of(validator, token(idp, clock)) == "keys_unavailable"
+        assert sum(idp.hits.values()) == attempts  # no attempt while backing off
+        clock.advance(wait + 0.1)  # health() rounds to a tenth of a second
+    assert 0.8 <= waits[0] <= 1.0
+    assert all(later >= earlier * 1.5 for earlier, later in itertools.pairwise(waits[:5]))
+    assert 24 <= waits[-1] <= 30
+
+
+# -- unknown kids -----------------------------------------------------------------------------------
+
+
+def test_a_rotated_key_is_picked_up_by_its_first_token(idp: LocalIdP, clock: Clock) -> None:
+    validator = make_validator(idp, clock)
+    validator.validate(token(idp, clock))
+    clock.advance(61)
+    new_key = idp.rotate()
+    assert validator.validate(token(idp, clock, key=new_key)).provider == "azure"
+    assert key_fetches(idp) == 2
+
+
+def test_a_storm_of_forged_kids_from_16_threads_causes_one_fetch(
+    idp: LocalIdP, clock: Clock, attacker_key: SigningKey
+) -> None:
+    validator = make_validator(idp, clock)
+    validator.validate(token(idp, clock))
+    clock.advance(61)
+    forged = [
+        token(idp, clock, key=attacker_key, header={"kid": f"forged-{uuid.uuid4()}"}) for _ in range(200)
+    ]
+    good = token(idp, clock)
+    reasons: list[str] = []
+    lock = threading.Lock()
+
+    def attack(chunk: list[str]) -> None:
+        for raw in chunk:
+            outcome = reason_of(validator, raw)
+            validator.validate(good)  # legitimate traffic keeps working throughout
+            with lock:
+                reasons.append(outcome)
+
+    threads = [threading.Thread(target=attack, args=(forged[i::16],)) for i in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert reasons == ["unknown_key"] * 200
+    assert key_fetches(idp) == 2  # the warm-up, and one for the whole storm
+
+
+def test_a_kid_found_absent_is_not_refetched_until_the_interval_passes(
+    idp: LocalIdP, clock: Clock, attacker_key: SigningKey
+) -> None:
+    validator = make_validator(idp, clock, JWKS_MIN_REFRESH_SECONDS=120)
+    validator.validate(token(idp, clock))
+    clock.advance(121)
+    forged = token(idp, clock, key=attacker_key, header={"kid": "forged"})
+    assert reason_of(validator, forged) == "unknown_key"
+    assert key_fetches(idp) == 2
+    clock.advance(119)
+    assert reason_of(validator, forged) == "unknown_key"
+    assert key_fetches(idp) == 2
+    clock.advance(2)
+    assert reason_of(validator, forged) == "unknown_key"
+    assert key_fetches(idp) == 3
+
+
+def test_during_an_outage_known_keys_work_and_new_kids_are_refused_quickly(
+    idp: LocalIdP, clock: Clock, attacker_key: SigningKey
+) -> None:
+    validator = make_validator(idp, clock)
+    validator.validate(token(idp, clock))
+    idp.stop()
+    clock.advance(61)
+    served = 0
+    worst = 0.0
+    for index in range(100):
+        started = time.monotonic()
+        if index % 10 == 0:
+            assert (
+                reason_of(validator, token(idp, clock, key=attacker_key, header={"kid": f"new-{index}"}))
+                == "unknown_key"
+            )
+        else:
+            validator.validate(token(idp, clock))
+            served += 1
+        worst = max(worst, time.monotonic() - started)
+    assert served == 90
+    assert worst < 1.0
+    idp.start()
+    clock.advance(61)
+    new_key = idp.rotate()
+    assert validator.validate(token(idp, clock, key=new_key)).provider == "azure"
+
+
+# -- fetch hardening --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "settings", "error"),
+    [
+        ("500", {}, "HTTP 500 from"),
+        ("html", {}, "is not JSON (Content-Type text/html)"),
+        ("huge", {}, "more than 1048576"),
+        ("redirect", {}, "HTTP 302 from http://127.0.0.1"),
+        ("slow", {"HTTP_READ_TIMEOUT_SECONDS": 1}, "timeout fetching"),
+        ("drip", {"FETCH_DEADLINE_SECONDS": 1}, "took longer than 1 s"),
+    ],
+)
+def test_a_misbehaving_provider_gives_a_clear_error_and_never_a_hang(
+    idp: LocalIdP, clock: Clock, fault: str, settings: dict[str, Any], error: str
+) -> None:
+    idp.fault = fault
+    idp.delay = 2.0 if fault == "slow" else 0.05
+    validator = make_validator(idp, clock, **settings)
+    started = time.monotonic()
+    with pytest.raises(TokenRejected) as caught:
+        validator.validate(token(idp, clock))
+    elapsed = time.monotonic() - started
+    assert caught.value.reason == "keys_unavailable"
+    assert error in caught.value.description
+    assert elapsed < 3.0
+    if fault == "redirect":
+        assert "redirect to attacker.example not followed" in caught.value.description
+
+
+def test_a_bad_key_is_skipped_with_a_log_line_and_the_others_still_work(idp: LocalIdP, clock: Clock) -> None:
+    idp.extra_jwks = [
+        {"kty": "RSA", "kid": "short", "n": "AQAB", "e": "AQAB"},
+        {"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"},
+        "not even an object",
+    ]
+    validator = make_validator(idp, clock)
+    with capture_logs() as events:
+        assert validator.validate(token(idp, clock)).provider == "azure"
+    skipped = [e for e in events if e["event"] == "oidc.keys.key_skipped"]
+    assert len(skipped) == 3
+    assert "c2VjcmV0" not in json.dumps(skipped)  # key material is never logged
+
+
+def test_a_document_that_is_not_a_key_set_is_a_failed_fetch(idp: LocalIdP, clock: Clock) -> None:
+    original = idp.jwks
+    idp.jwks = lambda: {"keys": "all of them"}  # type: ignore[method-assign]
+    try:
+        validator = make_validator(idp, clock)
+        with pytest.raises(TokenRejected) as caught:
+            validator.validate(token(idp, clock))
+        assert "not a JWK set" in caught.value.description
+    finally:
+        idp.jwks = original  # type: ignore[method-assign]
+
+
+def test_proxy_and_ca_settings_of_the_environment_are_ignored(
+    idp: LocalIdP, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/nonexistent/ca.pem")
+    assert make_validator(idp, clock).validate(token(idp, clock)).provider == "azure"
+
+
+def test_proxy_and_ca_bundle_come_from_the_configuration(idp: LocalIdP, clock: Clock, tmp_path: Any) -> None:
+    bundle = tmp_path / "corporate-ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    validator = make_validator(
+        idp, clock, HTTPS_PROXY="http://proxy.corp.example:3128", CA_BUNDLE=str(bundle)
+    )
+    session = validator.providers["azure"]._fetcher.session
+    assert session.proxies == {"https": "http://proxy.corp.example:3128"}
+    assert session.verify == str(bundle)
+    assert session.trust_env is False
+
+
+# -- operators: stats and health ---------------------------------------------------------------------
+
+
+def test_stats_count_decisions_and_fetches(idp: LocalIdP, clock: Clock, attacker_key: SigningKey) -> None:
+    validator = make_validator(idp, clock)
+    validator.validate(token(idp, clock))
+    validator.validate(token(idp, clock))
+    for bad in (token(idp, clock, key=attacker_key), "junk"):
+        with pytest.raises(TokenRejected):
+            validator.validate(bad)
+    assert validator.stats() == {
+        "accepted": 2,
+        "rejected": {"invalid_signature": 1, "malformed_token": 1},
+        "passthrough": {},
+        "key_fetches": {"ok": 1, "failed": 0},
+        "token_cache": {"hits": 0, "misses": 0},
+    }
+
+
+def test_health_reports_keys_age_and_last_error(idp: LocalIdP, clock: Clock) -> None:
+    validator = make_validator(idp, clock)
+    before = validator.health()
+    assert before["ready"] is False
+    assert before["providers"]["azure"]["keys_loaded"] is False
+    assert validator.prefetch()["ready"] is True
+    clock.advance(120)
+    state = validator.health()["providers"]["azure"]
+    assert (state["keys_loaded"], state["usable"], state["kids"], state["age_seconds"]) == (
+        True,
+        True,
+        ["entra-key-1"],
+        120.0,
+    )
+    assert state["last_error"] is None
+
+
+def test_prometheus_metrics_expose_the_counters(idp: LocalIdP, clock: Clock) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from oidc_middleware.prometheus import register
+
+    validator = make_validator(idp, clock)
+    registry = CollectorRegistry()
+    register(validator, registry)
+    validator.validate(token(idp, clock))
+    with pytest.raises(TokenRejected):
+        validator.validate("junk")
+    text = generate_latest(registry).decode()
+    assert 'oidc_middleware_decisions_total{outcome="accepted",reason=""} 1.0' in text
+    assert 'oidc_middleware_decisions_total{outcome="rejected",reason="malformed_token"} 1.0' in text
+    assert 'oidc_middleware_key_fetches_total{result="ok"} 1.0' in text
+    assert 'oidc_middleware_keys_usable{provider="azure"} 1.0' in text
