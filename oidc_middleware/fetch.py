@@ -62,14 +62,25 @@ class Fetcher:
         for adapter in self.session.adapters.values():
             adapter.close()
 
-    def get_json(self, url: str) -> Fetched:
+    def deadline(self) -> float:
+        """A deadline for one fetch attempt from now (``time.monotonic`` based)."""
+        return time.monotonic() + self._config.fetch_deadline_seconds
+
+    def get_json(self, url: str, deadline: float | None = None) -> Fetched:
+        """GET ``url`` as JSON; ``deadline`` bounds this fetch and any before it in one attempt."""
         config = self._config
-        deadline = time.monotonic() + config.fetch_deadline_seconds
+        deadline = deadline if deadline is not None else self.deadline()
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise FetchError(f"no time left to fetch {url} within {config.fetch_deadline_seconds} s")
         limit = config.max_response_bytes
         try:
             with self.session.get(
                 url,
-                timeout=(config.http_connect_timeout_seconds, config.http_read_timeout_seconds),
+                timeout=(
+                    min(config.http_connect_timeout_seconds, remaining),
+                    min(config.http_read_timeout_seconds, remaining),
+                ),
                 allow_redirects=False,
                 stream=True,
                 headers={"Accept": "application/json"},

@@ -222,7 +222,8 @@ class ProviderKeys:
             if self._keys is not None and kid in self._keys:
                 return self._keys
             if self._may_refetch():
-                self._fetch_keys()
+                # The request waits for this fetch: one fetch, not a discovery refresh first.
+                self._fetch_keys(refresh_discovery=False)
             keys = self._keys or KeySet()
             if kid not in keys:
                 self._remember_absent(kid)
@@ -242,15 +243,20 @@ class ProviderKeys:
 
     # -- fetching (lock held) ------------------------------------------------------------------
 
-    def _fetch_keys(self) -> None:
-        """Fetch the key set; on failure keep the keys that were working and back off."""
+    def _fetch_keys(self, *, refresh_discovery: bool = True) -> None:
+        """Fetch the key set; on failure keep the keys that were working and back off.
+
+        ``refresh_discovery=False`` uses the discovery document in hand even when its lifetime
+        has ended (a stale ``jwks_uri`` is far likelier right than an unknown kid is real).
+        """
         now = self._clock()
         if now < self._next_attempt_at:
             return
         self._last_key_fetch = now
+        deadline = self._fetcher.deadline()  # one deadline for discovery and keys together
         try:
-            url = self.provider.jwks_uri or self._jwks_uri()
-            fetched = self._fetcher.get_json(url)
+            url = self.provider.jwks_uri or self._jwks_uri(refresh_discovery, deadline)
+            fetched = self._fetcher.get_json(url, deadline)
             keys, skipped = KeySet.from_jwks(fetched.document)
         except ValueError as exc:
             self._failed(f"key set at {url} is unusable: {exc}", event="oidc.keys.fetch_failed")
@@ -280,21 +286,23 @@ class ProviderKeys:
             lifetime_seconds=lifetime,
         )
 
-    def _jwks_uri(self) -> str:
-        uri = self._discover().get("jwks_uri")
+    def _jwks_uri(self, refresh_discovery: bool, deadline: float) -> str:
+        stale_is_fine = self._discovery is not None and not refresh_discovery
+        document = self._discovery if stale_is_fine and self._discovery else self._discover(deadline)
+        uri = document.get("jwks_uri")
         problem = url_problem(uri)
         if problem is not None:
             raise FetchError(f"jwks_uri of provider {self.provider.id!r}: {problem}")
         return str(uri)
 
-    def _discover(self) -> dict[str, Any]:
+    def _discover(self, deadline: float | None = None) -> dict[str, Any]:
         """The discovery document, fetched when missing or stale; a stale one is kept on failure."""
         now = self._clock()
         if self._discovery is not None and now < self._discovery_expires_at:
             return self._discovery
         url = self.provider.discovery_url
         try:
-            fetched = self._fetcher.get_json(url)
+            fetched = self._fetcher.get_json(url, deadline)
         except FetchError as exc:
             if self._discovery is None:
                 raise
