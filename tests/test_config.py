@@ -239,3 +239,52 @@ def test_a_built_config_is_passed_through_unchanged() -> None:
     config = load_config(azure())
     assert isinstance(config, MiddlewareConfig)
     assert load_config(config) is config
+
+
+def test_proxy_and_ca_bundle_settings_are_checked(tmp_path: Path) -> None:
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    config = load_config(
+        {**azure(), "OIDC_MIDDLEWARE_CONFIG": {"HTTPS_PROXY": "http://proxy:3128", "CA_BUNDLE": str(bundle)}}
+    )
+    assert (config.https_proxy, config.ca_bundle) == ("http://proxy:3128", str(bundle))
+    problems = problems_of(
+        {
+            **azure(),
+            "OIDC_MIDDLEWARE_CONFIG": {"HTTPS_PROXY": "proxy:3128", "CA_BUNDLE": "/nonexistent/ca.pem"},
+        }
+    )
+    assert problems == [
+        "OIDC_MIDDLEWARE_CONFIG.HTTPS_PROXY: must be an http or https URL, got 'proxy:3128'",
+        "OIDC_MIDDLEWARE_CONFIG.CA_BUNDLE: must be the path of an existing file, got '/nonexistent/ca.pem'",
+    ]
+
+
+def test_middleware_settings_of_every_kind_are_type_checked() -> None:
+    problems = problems_of(
+        {
+            **azure(),
+            "OIDC_MIDDLEWARE_CONFIG": {
+                "PROTECTED_PATHS": ["api/"],
+                "UNKNOWN_ISSUER": "allow",
+                "HIDE_ERROR_DESCRIPTIONS": "yes",
+                "FETCH_DEADLINE_SECONDS": 0,
+            },
+        }
+    )
+    assert problems == [
+        "OIDC_MIDDLEWARE_CONFIG.PROTECTED_PATHS: path prefixes must be strings starting with '/', got 'api/'",
+        "OIDC_MIDDLEWARE_CONFIG.UNKNOWN_ISSUER: must be one of pass, reject, got 'allow'",
+        "OIDC_MIDDLEWARE_CONFIG.HIDE_ERROR_DESCRIPTIONS: must be true or false, got str",
+        "OIDC_MIDDLEWARE_CONFIG.FETCH_DEADLINE_SECONDS: must be between 1 and 120, got 0",
+    ]
+
+
+def test_quay_server_hostname_and_scheme_are_read_for_challenges() -> None:
+    config = load_config(
+        {**azure(), "SERVER_HOSTNAME": "quay.example.com:8443", "PREFERRED_URL_SCHEME": "https"}
+    )
+    assert (config.server_hostname, config.preferred_url_scheme) == ("quay.example.com:8443", "https")
+    assert problems_of({**azure(), "SERVER_HOSTNAME": 'quay" evil'})[0].startswith(
+        "SERVER_HOSTNAME: must be a host name"
+    )
