@@ -202,6 +202,19 @@ def test_a_rotated_key_is_picked_up_by_its_first_token(idp: LocalIdP, clock: Clo
     assert key_fetches(idp) == 2
 
 
+def test_a_removed_key_stops_working_once_the_key_set_is_refreshed(idp: LocalIdP, clock: Clock) -> None:
+    validator = make_validator(idp, clock)
+    old_key = idp.keys[0]
+    new_key = idp.rotate()
+    validator.validate(token(idp, clock, key=old_key))
+    idp.keys = [new_key]  # the provider retires the old key
+    clock.advance(3600 - 100)  # into the refresh window
+    validator.validate(token(idp, clock, key=new_key))
+    refresh_done(validator)
+    assert reason_of(validator, token(idp, clock, key=old_key)) == "unknown_key"
+    assert validator.validate(token(idp, clock, key=new_key)).provider == "azure"
+
+
 def test_a_storm_of_forged_kids_from_16_threads_causes_one_fetch(
     idp: LocalIdP, clock: Clock, attacker_key: SigningKey
 ) -> None:
