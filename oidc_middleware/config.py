@@ -94,6 +94,10 @@ SETTINGS: Final[dict[str, Setting]] = {
     "KEYS_MAX_STALENESS_SECONDS": Setting("int", 86400, 60, 7 * 86400),
     # Longest wait between two attempts after failed fetches (the wait starts at about a second).
     "FETCH_BACKOFF_MAX_SECONDS": Setting("int", 30, 1, 3600),
+    # Verified-token cache: how many accepted tokens are remembered (0: no cache), and for how
+    # long at most (never past the token's own exp + leeway).
+    "TOKEN_CACHE_ENTRIES": Setting("int", 4096, 0, 1_000_000),
+    "TOKEN_CACHE_SECONDS": Setting("int", 600, 1, 3600),
     # Longest token accepted; Entra access tokens are 1.5-3 KiB, with many groups up to ~8 KiB.
     "MAX_TOKEN_BYTES": Setting("int", 16 * 1024, 1024, 64 * 1024),
     # Per fetch: TCP/TLS connect timeout, timeout of each read, and a deadline for the whole fetch.
@@ -147,6 +151,8 @@ class MiddlewareConfig:
     jwks_cache_seconds: int = SETTINGS["JWKS_CACHE_SECONDS"].default
     keys_max_staleness_seconds: int = SETTINGS["KEYS_MAX_STALENESS_SECONDS"].default
     fetch_backoff_max_seconds: int = SETTINGS["FETCH_BACKOFF_MAX_SECONDS"].default
+    token_cache_entries: int = SETTINGS["TOKEN_CACHE_ENTRIES"].default
+    token_cache_seconds: int = SETTINGS["TOKEN_CACHE_SECONDS"].default
     max_token_bytes: int = SETTINGS["MAX_TOKEN_BYTES"].default
     http_connect_timeout_seconds: int = SETTINGS["HTTP_CONNECT_TIMEOUT_SECONDS"].default
     http_read_timeout_seconds: int = SETTINGS["HTTP_READ_TIMEOUT_SECONDS"].default

@@ -9,6 +9,8 @@ is bound to, and the key is named by ``kid``; nothing in the token (``jku``, ``x
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -39,6 +41,9 @@ class Jwk:
     kty: str
     algorithms: frozenset[str]
     verifier: Verifier
+    # Names this exact key (kid, algorithms and public numbers): equal across refetches of the
+    # same key, different for any other key.
+    fingerprint: str
 
     def __repr__(self) -> str:
         return f"Jwk(kid={self.kid!r}, kty={self.kty!r}, algorithms={sorted(self.algorithms)})"
@@ -50,6 +55,7 @@ class KeySet:
     def __init__(self, keys: Iterable[Jwk] = ()) -> None:
         self.keys: tuple[Jwk, ...] = tuple(keys)
         self._by_kid = {key.kid: key for key in self.keys if key.kid is not None}
+        self.fingerprints = frozenset(key.fingerprint for key in self.keys)
 
     @classmethod
     def from_jwks(cls, document: Any) -> tuple[KeySet, list[str]]:
@@ -133,7 +139,15 @@ def parse_jwk(entry: Any) -> Jwk:
         if alg not in allowed:
             raise ValueError(f"alg {_short(alg)} does not fit this {kty} key or is not allowed")
         allowed = frozenset({alg})
-    return Jwk(kid=kid, kty=kty, algorithms=allowed, verifier=Verifier(key, allowed))
+    members = ("n", "e") if kty == "RSA" else ("crv", "x", "y")
+    identity = json.dumps([kid, sorted(allowed), [entry.get(m) for m in members]]).encode()
+    return Jwk(
+        kid=kid,
+        kty=kty,
+        algorithms=allowed,
+        verifier=Verifier(key, allowed),
+        fingerprint=hashlib.sha256(identity).hexdigest(),
+    )
 
 
 def _rsa_key(entry: Mapping[str, Any]) -> PublicKey:

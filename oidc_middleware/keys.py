@@ -112,6 +112,10 @@ class ProviderKeys:
         # An unknown kid may be a key the provider rotated in since the last fetch.
         return self._refresh_for_kid(kid, may_fetch).select(kid, alg)
 
+    def usable(self, *, may_fetch: bool = True) -> KeySet:
+        """The key set in use (starting a background refresh when one is due)."""
+        return self._usable_keys(may_fetch)
+
     def discovered_issuer(self, *, may_fetch: bool = True) -> str | None:
         """The issuer the discovery document names, fetching it if needed; None if unavailable."""
         if self._discovery is not None:

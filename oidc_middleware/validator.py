@@ -1,7 +1,10 @@
 """TokenValidator: the whole decision for one token, in one function.
 
     parse -> issuer lookup -> signature -> required claims -> time -> audience
-          -> authorized party -> principal
+          -> authorized party -> principal                                (TokenValidator._verify)
+
+A token accepted before is answered from the verified-token cache after re-checking its time and
+that its signing key is still published (TokenValidator._still_valid).
 
 Each step is a small function that returns or raises one specific :class:`TokenRejected`. The
 issuer lookup reads the *unverified* ``iss`` only to choose the provider whose keys must then
@@ -18,6 +21,7 @@ import requests
 
 from . import forks
 from .audit import log
+from .cache import Entry, TokenCache
 from .claims import (
     authorized_party,
     check_audience,
@@ -54,6 +58,8 @@ class TokenValidator:
         self.config = load_config(config)
         self._clock = clock or wall_clock
         self._stats = Stats()
+        entries = self.config.token_cache_entries
+        self._cache = TokenCache(entries) if entries else None
         fetcher = Fetcher(self.config, session)
         self.providers = {
             provider.id: ProviderKeys(provider, self.config, fetcher, self._stats, self._clock)
@@ -120,6 +126,31 @@ class TokenValidator:
         return principal
 
     def _validate(self, token: str, may_fetch: bool) -> Principal:
+        if self._cache is None:
+            return self._verify(token, may_fetch)
+        key = TokenCache.key(token)
+        entry = self._cache.get(key)
+        if entry is not None:
+            principal = self._still_valid(entry, may_fetch)
+            if principal is not None:
+                self._stats.add("token_cache", "hits")
+                return principal
+            self._cache.drop(key)
+        self._stats.add("token_cache", "misses")
+        return self._verify(token, may_fetch, cache_key=key)
+
+    def _still_valid(self, entry: Entry, may_fetch: bool) -> Principal | None:
+        """A cached acceptance, if it still holds now: time, and the key still published."""
+        if self._clock() > entry.valid_until:
+            return None  # the full path then says why (usually token_expired)
+        try:
+            keys = entry.keys.usable(may_fetch=False)  # also starts a due background refresh
+        except (FetchNeeded, TokenRejected):
+            return None
+        return entry.principal if entry.key_fingerprint in keys.fingerprints else None
+
+    def _verify(self, token: str, may_fetch: bool, cache_key: bytes | None = None) -> Principal:
+        """The whole pipeline, one step per line; caches the acceptance when asked."""
         jws = parse_compact(token, max_bytes=self.config.max_token_bytes)
         claims = parse_json_object(jws.payload, "payload")
         try:
@@ -129,13 +160,13 @@ class TokenValidator:
             raise
         provider = keys.provider
         try:
-            check_signature(jws, _Fetching(keys, may_fetch))
+            jwk = check_signature(jws, _Fetching(keys, may_fetch))
             require_claims(claims)
             expires = check_time(claims, self._clock(), self.config.leeway_seconds)
             audience = check_audience(claims, provider)
             party = authorized_party(claims)
             check_authorized_party(party, audience, provider)
-            return build_principal(
+            principal = build_principal(
                 claims,
                 provider=provider.id,
                 client_id=provider.client_id,
@@ -147,6 +178,12 @@ class TokenValidator:
             rejection.provider = provider.id
             rejection.claims = claims
             raise
+        if cache_key is not None and self._cache is not None:
+            valid_until = min(
+                expires + self.config.leeway_seconds, self._clock() + self.config.token_cache_seconds
+            )
+            self._cache.put(cache_key, Entry(principal, keys, jwk.fingerprint, valid_until))
+        return principal
 
     def _provider_for_issuer(self, claims: Mapping[str, Any], may_fetch: bool) -> ProviderKeys:
         """Choose the provider by the unverified ``iss``: exact match, one trailing ``/`` ignored."""

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from oidc_middleware import TokenValidator
+from oidc_middleware import TokenRejected, TokenValidator
 from oidc_middleware.testing import LocalIdP, SigningKey
 
 QUAY_CLIENT_ID = "5f0c9a1e-0000-4000-8000-00000000c1a1"  # Quay's own app registration
@@ -65,3 +66,42 @@ def quay_config(idp: LocalIdP, **block: Any) -> dict[str, Any]:
 @pytest.fixture
 def validator(idp: LocalIdP) -> TokenValidator:
     return TokenValidator(quay_config(idp))
+
+
+class Clock:
+    """A clock the test moves by hand (handed to TokenValidator as ``clock``)."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def token(idp: LocalIdP, clock: Clock, **options: Any) -> str:
+    """A v2.0 token of the CI client, issued at the clock's now."""
+    return idp.token(client=CI_CLIENT, now=clock(), **options)
+
+
+def reason_of(validator: TokenValidator, raw: str) -> str:
+    with pytest.raises(TokenRejected) as caught:
+        validator.validate(raw)
+    return caught.value.reason
+
+
+def key_fetches(idp: LocalIdP) -> int:
+    return idp.hits[f"/{idp.tenant}/discovery/v2.0/keys"]
+
+
+def refresh_done(validator: TokenValidator) -> None:
+    """Wait for background key refreshes to finish."""
+    for keys in validator.providers.values():
+        keys.wait_for_refresh(10)

@@ -1,0 +1,141 @@
+"""The verified-token cache: fast for repeated tokens, never an acceptance the pipeline would refuse."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from conftest import Clock, quay_config, reason_of, refresh_done, token
+
+from oidc_middleware import TokenRejected, TokenValidator
+from oidc_middleware.testing import LocalIdP, SigningKey
+
+
+def make_validator(idp: LocalIdP, clock: Clock, **settings: Any) -> TokenValidator:
+    config = quay_config(idp)
+    config["OIDC_MIDDLEWARE_CONFIG"] = settings
+    return TokenValidator(config, clock=clock)
+
+
+def cache_counts(validator: TokenValidator) -> tuple[int, int]:
+    counts = validator.stats()["token_cache"]
+    return counts["hits"], counts["misses"]
+
+
+def test_a_repeated_token_is_answered_from_the_cache_with_the_same_principal(
+    idp: LocalIdP, clock: Clock
+) -> None:
+    validator = make_validator(idp, clock)
+    raw = token(idp, clock)
+    first = validator.validate(raw)
+    assert validator.validate(raw) is first
+    assert cache_counts(validator) == (1, 1)
+
+
+def test_a_token_that_expires_while_cached_is_refused(idp: LocalIdP, clock: Clock) -> None:
+    validator = make_validator(idp, clock, LEEWAY_SECONDS=60)
+    raw = token(idp, clock, lifetime=300)
+    validator.validate(raw)
+    clock.advance(300 + 59)
+    validator.validate(raw)  # within the leeway: still from the cache
+    clock.advance(2)
+    assert reason_of(validator, raw) == "token_expired"
+    assert cache_counts(validator) == (1, 2)
+
+
+def test_a_token_whose_key_disappears_from_the_jwks_is_refused(idp: LocalIdP, clock: Clock) -> None:
+    validator = make_validator(idp, clock)
+    old_key = idp.keys[0]
+    new_key = idp.rotate()
+    raw = token(idp, clock, key=old_key, lifetime=7200)
+    validator.validate(raw)
+    idp.keys = [new_key]  # the provider retires the key that signed the cached token
+    clock.advance(3600 - 100)  # the scheduled refresh is due: the next hit starts it
+    validator.validate(raw)
+    refresh_done(validator)
+    assert reason_of(validator, raw) == "unknown_key"
+
+
+def test_rejections_are_never_cached(idp: LocalIdP, clock: Clock, attacker_key: SigningKey) -> None:
+    validator = make_validator(idp, clock)
+    forged = token(idp, clock, key=attacker_key)
+    for _ in range(3):
+        assert reason_of(validator, forged) == "invalid_signature"
+    assert cache_counts(validator) == (0, 3)
+    assert len(validator._cache or []) == 0
+
+
+def test_the_cache_is_bounded_least_recently_used_first(idp: LocalIdP, clock: Clock) -> None:
+    validator = make_validator(idp, clock, TOKEN_CACHE_ENTRIES=2)
+    a, b, c = (token(idp, clock) for _ in range(3))
+    for raw in (a, b, a, c):  # c evicts b, the least recently used
+        validator.validate(raw)
+    assert cache_counts(validator) == (1, 3)
+    validator.validate(a)
+    assert cache_counts(validator) == (2, 3)
+    validator.validate(b)
+    assert cache_counts(validator) == (2, 4)
+
+
+def test_entries_live_no_longer_than_the_cache_lifetime(idp: LocalIdP, clock: Clock) -> None:
+    validator = make_validator(idp, clock, TOKEN_CACHE_SECONDS=60)
+    raw = token(idp, clock)
+    validator.validate(raw)
+    clock.advance(61)
+    validator.validate(raw)  # still valid, verified again in full
+    assert cache_counts(validator) == (0, 2)
+
+
+def test_the_cache_can_be_switched_off(idp: LocalIdP, clock: Clock) -> None:
+    validator = make_validator(idp, clock, TOKEN_CACHE_ENTRIES=0)
+    raw = token(idp, clock)
+    validator.validate(raw)
+    validator.validate(raw)
+    assert cache_counts(validator) == (0, 0)
+
+
+def test_the_cache_holds_digests_never_tokens(idp: LocalIdP, clock: Clock) -> None:
+    validator = make_validator(idp, clock)
+    raw = token(idp, clock)
+    validator.validate(raw)
+    assert validator._cache is not None
+    [key] = list(validator._cache._entries)
+    assert len(key) == 32
+    assert raw.encode() not in key
+    assert raw not in repr(validator._cache._entries)
+
+
+def test_concurrent_threads_share_the_cache_safely(idp: LocalIdP, clock: Clock) -> None:
+    validator = make_validator(idp, clock, TOKEN_CACHE_ENTRIES=20)
+    tokens = [token(idp, clock) for _ in range(40)]
+    errors: list[BaseException] = []
+
+    def work(offset: int) -> None:
+        try:
+            for index in range(400):
+                validator.validate(tokens[(index + offset) % len(tokens)])
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    hits, misses = cache_counts(validator)
+    assert hits + misses == 8 * 400
+    assert validator.stats()["accepted"] == 8 * 400
+    assert len(validator._cache or []) <= 20
+
+
+def test_a_cached_token_still_needs_usable_keys(idp: LocalIdP, clock: Clock) -> None:
+    validator = make_validator(idp, clock, KEYS_MAX_STALENESS_SECONDS=3600, TOKEN_CACHE_SECONDS=3600)
+    raw = token(idp, clock, lifetime=7200)
+    validator.validate(raw)
+    idp.stop()
+    clock.advance(3601)  # the keys are now older than allowed and cannot be refreshed
+    with pytest.raises(TokenRejected) as caught:
+        validator.validate(raw)
+    assert caught.value.reason == "keys_unavailable"
