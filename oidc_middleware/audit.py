@@ -9,6 +9,7 @@ secret: a token is named by ``token_fingerprint``, a short SHA-256 prefix.
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Mapping
 from typing import Any, Final, TextIO
@@ -19,7 +20,43 @@ from .credentials import Credential
 from .jws import fingerprint
 from .principal import Principal
 
-log = structlog.get_logger("oidc_middleware.audit")
+LOGGER_NAME: Final = "oidc_middleware.audit"
+log = structlog.get_logger(LOGGER_NAME)  # for the rare events (key management, internal errors)
+
+
+class _RequestLogger:
+    """The audit logger for per-request events, bound once per structlog configuration.
+
+    structlog's lazy proxy builds a new logger on every call (a few microseconds on every
+    request). This keeps the bound logger until the application's structlog configuration
+    changes, and asks it whether a level is enabled before any field is computed, so that
+    filtered-out events cost next to nothing. It never changes the configuration.
+    """
+
+    def __init__(self) -> None:
+        self._key: tuple[Any, ...] | None = None
+        self._logger: Any = None
+        self._enabled: dict[int, bool] = {}
+
+    def get(self) -> tuple[Any, dict[int, bool]]:
+        config = structlog.get_config()
+        key = (
+            config["wrapper_class"],
+            id(config["processors"]),
+            config["logger_factory"],
+            config["context_class"],
+        )
+        if key != self._key:
+            logger = structlog.get_logger(LOGGER_NAME).bind()
+            check = getattr(logger, "is_enabled_for", None) or getattr(logger, "isEnabledFor", None)
+            enabled = {
+                level: bool(check(level)) if check else True for level in (logging.INFO, logging.WARNING)
+            }
+            self._logger, self._enabled, self._key = logger, enabled, key
+        return self._logger, self._enabled
+
+
+_request_logger = _RequestLogger()
 
 ACCEPTED: Final = "oidc.token.accepted"
 REJECTED: Final = "oidc.token.rejected"
@@ -43,6 +80,10 @@ def token_event(
 
     Fields whose value is unknown (None) are left out.
     """
+    logger, enabled = _request_logger.get()
+    level = logging.WARNING if event == REJECTED else logging.INFO
+    if not enabled[level]:
+        return
     fields: dict[str, Any] = dict(request)
     if credential is not None:
         fields["credential"] = credential.kind
@@ -79,10 +120,10 @@ def token_event(
     fields["reason"] = reason
     fields["description"] = description
     fields = {name: value for name, value in fields.items() if value is not None}
-    if event == REJECTED:
-        log.warning(event, **fields)
+    if level == logging.WARNING:
+        logger.warning(event, **fields)
     else:
-        log.info(event, **fields)
+        logger.info(event, **fields)
 
 
 def configure_json_logging(stream: TextIO | None = None) -> None:

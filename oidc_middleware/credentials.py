@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 from urllib.parse import parse_qsl
 
 DOCKER_LOGIN_PATH: Final = "/v2/auth"
@@ -25,8 +24,7 @@ DOCKER_LOGIN: Final = "docker_login"
 ROBOT_FEDERATION: Final = "robot_federation"
 
 
-@dataclass(frozen=True, repr=False)
-class Credential:
+class Credential(NamedTuple):
     """A token found in a request. Its repr never shows the token."""
 
     kind: str  # BEARER, DOCKER_LOGIN or ROBOT_FEDERATION

@@ -15,6 +15,7 @@ Nothing here knows a server protocol; the adapters translate requests in and res
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from . import audit
 from .credentials import Credential, InvalidRequest, find_credential
@@ -26,9 +27,11 @@ from .responses import INVALID_REQUEST, Response, rejection
 from .validator import TokenValidator
 
 
-@dataclass(frozen=True)
-class HttpRequest:
-    """What the decision needs of a request. ``authorization`` holds every Authorization header."""
+class HttpRequest(NamedTuple):
+    """What the decision needs of a request. ``authorization`` holds every Authorization header.
+
+    A named tuple: built on every request that carries credentials, so it must be cheap.
+    """
 
     method: str
     path: str

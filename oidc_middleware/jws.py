@@ -12,8 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 from . import base64url
 from .crypto import SUPPORTED_ALGORITHMS
@@ -31,8 +30,7 @@ class KeySource(Protocol):
     def select(self, kid: str | None, alg: str) -> Jwk: ...
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class CompactJWS:
+class CompactJWS(NamedTuple):
     """A parsed, not yet verified, compact JWS. Its repr never shows the signature."""
 
     header: Mapping[str, Any]
@@ -79,7 +77,7 @@ def parse_compact(token: str, *, max_bytes: int = DEFAULT_MAX_TOKEN_BYTES) -> Co
     # RFC 7515 4.1.11: extensions listed in 'crit' must be understood; we understand none.
     if "crit" in header:
         raise _malformed("header has 'crit' extensions, none of which are supported")
-    signing_input = f"{header_b64}.{payload_b64}".encode("ascii")
+    signing_input = token[: len(header_b64) + 1 + len(payload_b64)].encode("ascii")
     return CompactJWS(header=header, payload=payload, signing_input=signing_input, signature=signature)
 
 
@@ -118,11 +116,7 @@ def verify_jws(token: str, jwks: KeySet | Mapping[str, Any]) -> tuple[dict[str, 
 def parse_json_object(data: bytes, what: str) -> dict[str, Any]:
     """Decode UTF-8 JSON that must be an object; TokenRejected(malformed_token) otherwise."""
     try:
-        value = json.loads(
-            data.decode("utf-8"),
-            object_pairs_hook=_object_without_duplicates,
-            parse_constant=_refuse_constant,
-        )
+        value = _DECODER.decode(data.decode("utf-8"))
     except RecursionError:
         raise _malformed(f"{what} JSON is nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
@@ -130,7 +124,8 @@ def parse_json_object(data: bytes, what: str) -> dict[str, Any]:
         raise _malformed(f"{what} is not valid JSON: {str(exc)[:80]}") from None
     if not isinstance(value, dict):
         raise _malformed(f"{what} is not a JSON object")
-    if _depth(value) > MAX_JSON_DEPTH:
+    # Depth is at most the number of opening brackets: walk the value only when that could be much.
+    if data.count(b"[") + data.count(b"{") > MAX_JSON_DEPTH and _depth(value) > MAX_JSON_DEPTH:
         raise _malformed(f"{what} JSON is nested deeper than {MAX_JSON_DEPTH}")
     return value
 
@@ -158,6 +153,12 @@ def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+# One decoder for all tokens (json.loads with options builds a new one per call).
+_DECODER: Final = json.JSONDecoder(
+    object_pairs_hook=_object_without_duplicates, parse_constant=_refuse_constant
+)
 
 
 def _depth(value: Any, level: int = 1) -> int:

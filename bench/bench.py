@@ -1,0 +1,275 @@
+"""make bench: what the middleware costs, as ratios to one RSA verification, measured side by side.
+
+Every figure is the best of several rounds (these machines are shared; the best round is the one
+least disturbed), the rounds of the variants of one table interleaved so that they see the same
+machine. The spread column is (median - best) / best over the rounds.
+
+Floor: ``cryptography`` verifying one RS256 (or ES256) signature with a key object built in
+advance: what any correct validator must pay at least, once per token it has not seen.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import statistics
+import sys
+import threading
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jwt as pyjwt
+import requests
+import structlog
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding
+from jose import jwt as jose_jwt
+from werkzeug.serving import make_server
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "examples"))
+
+from oidc_middleware import OIDCMiddleware, TokenValidator, configure_json_logging  # noqa: E402
+from oidc_middleware.base64url import decode  # noqa: E402
+from oidc_middleware.testing import LocalIdP, SigningKey  # noqa: E402
+
+CLIENT = "9a8b7c6d-0000-4000-8000-0000000000c1"
+ROUNDS = 7
+Op = Callable[[int], None]  # runs one operation; the argument is the iteration number
+
+
+def measure(variants: dict[str, tuple[Op, int]]) -> dict[str, tuple[float, float]]:
+    """Seconds per operation for each variant: (best, spread), rounds interleaved."""
+    samples: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(ROUNDS):
+        for name, (op, count) in variants.items():
+            started = time.perf_counter()
+            for index in range(count):
+                op(index)
+            samples[name].append((time.perf_counter() - started) / count)
+    return {
+        name: (min(values), (statistics.median(values) - min(values)) / min(values))
+        for name, values in samples.items()
+    }
+
+
+def quiet_audit() -> None:
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+
+
+def config_for(idp: LocalIdP, **settings: Any) -> dict[str, Any]:
+    return {
+        "AZURE_LOGIN_CONFIG": {
+            "OIDC_SERVER": idp.v2_server,
+            "CLIENT_ID": "5f0c9a1e-0000-4000-8000-00000000c1a1",
+            "OIDC_ISSUERS": [idp.v1_issuer, idp.v2_issuer],
+            "OIDC_AUDIENCES": ["api://quay-api"],
+            "OIDC_ALLOWED_CLIENTS": [CLIENT],
+        },
+        "OIDC_MIDDLEWARE_CONFIG": {"TOKEN_CACHE_ENTRIES": 100_000, **settings},
+    }
+
+
+def environ_for(token: str) -> dict[str, Any]:
+    return {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/api/v1/user/",
+        "QUERY_STRING": "",
+        "HTTP_HOST": "quay.example.com",
+        "wsgi.url_scheme": "https",
+        "REMOTE_ADDR": "203.0.113.7",
+        "HTTP_AUTHORIZATION": f"Bearer {token}",
+    }
+
+
+def bare_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+
+
+def algorithm_table(name: str, key: SigningKey) -> list[tuple[str, float, float, float | None]]:
+    """Rows (label, seconds, spread, target ratio) for one algorithm."""
+    with LocalIdP(keys=[key]) as idp:
+        validator = TokenValidator(config_for(idp))
+        count = 400
+        fresh = [idp.token(client=CLIENT, lifetime=7200) for _ in range(count * (ROUNDS + 1))]
+        warm = fresh[-1]
+        validator.validate(warm)  # keys fetched, token cached
+        head, body, signature = warm.split(".")
+        signing_input, raw_signature = f"{head}.{body}".encode(), decode(signature)
+        public = key.private_key.public_key()
+        jwk = key.public_jwk()
+        if name == "RS256":
+            floor: Op = lambda _: public.verify(
+                raw_signature, signing_input, padding.PKCS1v15(), hashes.SHA256()
+            )  # type: ignore[union-attr,call-arg]  # noqa: E731
+        else:
+            r, s = int.from_bytes(raw_signature[:32], "big"), int.from_bytes(raw_signature[32:], "big")
+            from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+            der = encode_dss_signature(r, s)
+            floor = lambda _: public.verify(der, signing_input, ec.ECDSA(hashes.SHA256()))  # type: ignore[union-attr,call-arg]  # noqa: E731
+        cold_tokens = iter(fresh)
+        middleware = OIDCMiddleware(bare_app, validator.config, validator=validator)
+        warm_environ = environ_for(warm)
+        sink = [].append
+
+        def through_middleware(_: int) -> None:
+            sink(middleware(dict(warm_environ), lambda status, headers: None))
+
+        def bare(_: int) -> None:
+            sink(bare_app(dict(warm_environ), lambda status, headers: None))
+
+        variants: dict[str, tuple[Op, int]] = {
+            "floor": (floor, count),
+            "jose": (
+                lambda _: jose_jwt.decode(warm, jwk, algorithms=[name], audience="api://quay-api"),
+                count,
+            ),
+            "pyjwt": (
+                lambda _: pyjwt.decode(warm, public, algorithms=[name], audience="api://quay-api"),
+                count,
+            ),  # type: ignore[arg-type]
+            "cold": (lambda _: validator.validate(next(cold_tokens)), count),
+            "warm": (lambda _: validator.validate(warm), count * 10),
+            "bare": (bare, count * 10),
+            "middleware": (through_middleware, count * 10),
+        }
+        quiet_audit()
+        filtered = measure(variants)
+        configure_json_logging(io.StringIO())
+        rendered = measure({"bare": (bare, count * 10), "middleware": (through_middleware, count * 10)})
+        quiet_audit()
+    f = filtered["floor"][0]
+    overhead_filtered = filtered["middleware"][0] - filtered["bare"][0]
+    overhead_json = rendered["middleware"][0] - rendered["bare"][0]
+    return [
+        (f"{name} floor: cryptography verify, key prebuilt", f, filtered["floor"][1], None),
+        (f"{name} python-jose jwt.decode with a JWK dict", *filtered["jose"], None),
+        (f"{name} PyJWT jwt.decode with a key object", *filtered["pyjwt"], None),
+        (f"{name} validate(), first-seen token (cold)", *filtered["cold"], 2.0),
+        (f"{name} validate(), repeated token (warm)", *filtered["warm"], 0.25),
+        (
+            f"{name} WSGI middleware overhead, warm, audit filtered",
+            overhead_filtered,
+            filtered["middleware"][1],
+            0.5,
+        ),
+        (
+            f"{name} WSGI middleware overhead, warm, audit as JSON",
+            overhead_json,
+            rendered["middleware"][1],
+            1.5,
+        ),
+    ]
+
+
+def throughput() -> tuple[float, float, float, float]:
+    """Requests per second of the example app in a threaded Werkzeug server, without and with."""
+    import quay_wsgi  # examples/quay_wsgi.py
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    with LocalIdP() as idp:
+        token = idp.token(client=CLIENT, lifetime=7200)
+        plain = quay_wsgi.create_app()
+        wrapped = quay_wsgi.wrap(quay_wsgi.create_app(), TokenValidator(config_for(idp)))
+        results: dict[str, list[float]] = {"without": [], "with": []}
+        servers = {}
+        for name, app in (("without", plain), ("with", wrapped)):
+            server = make_server("127.0.0.1", 0, app, threaded=True)
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            servers[name] = server
+        headers = {"Authorization": f"Bearer {token}"}
+        for _ in range(5):
+            for name, server in servers.items():
+                results[name].append(_load(f"http://127.0.0.1:{server.server_port}/api/v1/user/", headers))
+        for server in servers.values():
+            server.shutdown()
+    best = {name: max(values) for name, values in results.items()}
+    spread = {
+        name: (max(values) - statistics.median(values)) / max(values) for name, values in results.items()
+    }
+    return best["without"], spread["without"], best["with"], spread["with"]
+
+
+def _load(url: str, headers: dict[str, str], clients: int = 4, seconds: float = 1.0) -> float:
+    done = [0] * clients
+    stop = time.monotonic() + seconds
+
+    def client(slot: int) -> None:
+        with requests.Session() as session:
+            while time.monotonic() < stop:
+                session.get(url, headers=headers, timeout=10)
+                done[slot] += 1
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(done) / (time.monotonic() - started)
+
+
+def cache_memory(entries: int = 4096) -> float:
+    """Bytes per entry of a full verified-token cache."""
+    with LocalIdP() as idp:
+        validator = TokenValidator(config_for(idp, TOKEN_CACHE_ENTRIES=entries))
+        tokens = [idp.token(client=CLIENT, user=f"user-{n}", lifetime=7200) for n in range(entries)]
+        validator.validate(tokens[0])
+        tracemalloc.start()
+        before = tracemalloc.take_snapshot()
+        for token in tokens[1:]:
+            validator.validate(token)
+        after = tracemalloc.take_snapshot()
+        tracemalloc.stop()
+        grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+        return grown / (entries - 1)
+
+
+def main() -> int:
+    quiet_audit()
+    print("oidc_middleware benchmark (best of %d rounds; spread = (median - best) / best)\n" % ROUNDS)
+    rows = algorithm_table("RS256", SigningKey.rsa("bench-rsa")) + algorithm_table(
+        "ES256", SigningKey.ec("bench-ec")
+    )
+    failures = []
+    print(f"{'measurement':<58} {'µs/op':>9} {'x floor':>8} {'spread':>7}  target")
+    floor = 0.0
+    for label, seconds, spread, target in rows:
+        if "floor" in label:
+            floor = seconds
+        ratio = seconds / floor
+        verdict = ""
+        if target is not None:
+            verdict = f"<= {target:.2f}x " + ("ok" if ratio <= target else "MISSED")
+            if ratio > target:
+                failures.append(label)
+        print(f"{label:<58} {seconds * 1e6:9.1f} {ratio:8.2f} {spread:7.1%}  {verdict}")
+    without, spread_without, with_mw, spread_with = throughput()
+    share = with_mw / without
+    print(
+        f"\nthroughput, example app, threaded Werkzeug server, 4 keep-alive clients, best of 5 one-second runs:"
+    )
+    print(f"  without middleware {without:8.0f} req/s (spread {spread_without:.1%})")
+    print(
+        f"  with middleware    {with_mw:8.0f} req/s (spread {spread_with:.1%})  = {share:.1%} of without, target >= 90% "
+        + ("ok" if share >= 0.9 else "MISSED")
+    )
+    if share < 0.9:
+        failures.append("throughput")
+    per_entry = cache_memory()
+    print(
+        f"\nverified-token cache, full at 4096 entries: {per_entry / 1024:.1f} KiB per entry, "
+        f"{per_entry * 4096 / 1024 / 1024:.1f} MiB in all"
+    )
+    print("\n" + ("every target met" if not failures else f"targets missed: {', '.join(failures)}"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
