@@ -11,7 +11,6 @@ advance: what any correct validator must pay at least, once per token it has not
 from __future__ import annotations
 
 import io
-import json
 import logging
 import statistics
 import sys
@@ -104,9 +103,9 @@ def algorithm_table(name: str, key: SigningKey) -> list[tuple[str, float, float,
         public = key.private_key.public_key()
         jwk = key.public_jwk()
         if name == "RS256":
-            floor: Op = lambda _: public.verify(
-                raw_signature, signing_input, padding.PKCS1v15(), hashes.SHA256()
-            )  # type: ignore[union-attr,call-arg]  # noqa: E731
+
+            def floor(_):
+                return public.verify(raw_signature, signing_input, padding.PKCS1v15(), hashes.SHA256())  # type: ignore[union-attr,call-arg]
         else:
             r, s = int.from_bytes(raw_signature[:32], "big"), int.from_bytes(raw_signature[32:], "big")
             from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -233,7 +232,7 @@ def cache_memory(entries: int = 4096) -> float:
 
 def main() -> int:
     quiet_audit()
-    print("oidc_middleware benchmark (best of %d rounds; spread = (median - best) / best)\n" % ROUNDS)
+    print(f"oidc_middleware benchmark (best of {ROUNDS} rounds; spread = (median - best) / best)\n")
     rows = algorithm_table("RS256", SigningKey.rsa("bench-rsa")) + algorithm_table(
         "ES256", SigningKey.ec("bench-ec")
     )
@@ -253,7 +252,7 @@ def main() -> int:
     without, spread_without, with_mw, spread_with = throughput()
     share = with_mw / without
     print(
-        f"\nthroughput, example app, threaded Werkzeug server, 4 keep-alive clients, best of 5 one-second runs:"
+        "\nthroughput, example app, threaded Werkzeug server, 4 keep-alive clients, best of 5 one-second runs:"
     )
     print(f"  without middleware {without:8.0f} req/s (spread {spread_without:.1%})")
     print(
