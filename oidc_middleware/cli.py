@@ -1,8 +1,9 @@
 """The ``oidc-middleware`` command.
 
-``oidc-middleware demo`` runs the example Quay-shaped app behind the middleware against an
-Entra-shaped provider on loopback, sends real HTTP requests and prints each decision and the audit
-events. Exit status 0 when every request got the expected status.
+oidc-middleware check-config CONFIG [--online]        validate a Quay config.yaml
+oidc-middleware explain --config CONFIG [--online] [TOKEN | -]
+                                                      what the middleware decides for a token, and why
+oidc-middleware demo                                  the example app behind the middleware, over HTTP
 """
 
 from __future__ import annotations
@@ -15,13 +16,37 @@ from collections.abc import Sequence
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="oidc-middleware", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
+    check = commands.add_parser("check-config", help="validate a Quay config.yaml; --online fetches keys too")
+    check.add_argument("config", help="path of Quay's config.yaml")
+    check.add_argument("--online", action="store_true", help="fetch discovery documents and keys")
+    explain = commands.add_parser("explain", help="say step by step what the middleware decides for a token")
+    explain.add_argument("--config", required=True, help="path of Quay's config.yaml")
+    explain.add_argument("--online", action="store_true", help="fetch keys and check the signature too")
+    explain.add_argument(
+        "token", nargs="?", default="-", help="the token, or - (default) to read it from stdin"
+    )
     commands.add_parser("demo", help="the example Quay-shaped app behind the middleware, over real HTTP")
     arguments = parser.parse_args(argv)
     if arguments.command == "demo":
         from .demo import run
 
         return run()
-    return 2  # pragma: no cover - argparse refuses unknown commands
+    _quiet_logs()
+    from .admin import check_config, explain_token
+
+    if arguments.command == "check-config":
+        return check_config(arguments.config, online=arguments.online, out=sys.stdout)
+    token = sys.stdin.read() if arguments.token == "-" else arguments.token
+    return explain_token(arguments.config, token, online=arguments.online, out=sys.stdout)
+
+
+def _quiet_logs() -> None:
+    """The commands report problems themselves; key events would only repeat them."""
+    import logging
+
+    import structlog
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -78,6 +78,7 @@ class ProviderKeys:
         self._next_attempt_at = float("-inf")
         self._retry_delay = 0.0
         self._absent: dict[str, float] = {}  # kid -> until when it is known to be absent
+        self._skipped: list[str] = []  # why keys of the last fetched set were refused
         self.last_error: str | None = None
         self.last_error_at: float | None = None
         self._after_fork_in_child()
@@ -147,6 +148,8 @@ class ProviderKeys:
             "kids": [key.kid for key in keys.keys] if keys is not None else [],
             "age_seconds": round(age, 1) if age is not None else None,
             "refresh_due": keys is not None and now >= self._refresh_at,
+            "skipped_keys": list(self._skipped),
+            "discovered_issuer": self._discovery.get("issuer") if self._discovery is not None else None,
             "last_error": self.last_error,
             "last_error_age_seconds": round(now - self.last_error_at, 1) if self.last_error_at else None,
             "next_attempt_in_seconds": round(max(0.0, self._next_attempt_at - now), 1),
@@ -276,6 +279,7 @@ class ProviderKeys:
         now = self._clock()
         lifetime = self._lifetime(fetched)
         self._keys = keys
+        self._skipped = skipped
         self._fetched_at = now
         self._refresh_at = now + lifetime - min(REFRESH_AHEAD_SECONDS, lifetime / 10)
         self._absent = {}
