@@ -39,8 +39,8 @@ class OIDCASGIMiddleware:
         validator: TokenValidator | None = None,
     ) -> None:
         self.app = app
-        self.validator = validator or TokenValidator(config)
-        self.decider = Decider(self.validator)
+        self.decider = Decider.build(config, validator)
+        self.validator = self.decider.validator
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from . import audit
+from .config import ConfigSource, MiddlewareConfig
 from .credentials import Credential, InvalidRequest, find_credential
 from .errors import ISSUER_NOT_CONFIGURED, MALFORMED_TOKEN, TokenRejected
 from .jws import fingerprint
@@ -61,6 +62,13 @@ class Decider:
     def __init__(self, validator: TokenValidator) -> None:
         self.validator = validator
         self.config = validator.config
+
+    @classmethod
+    def build(
+        cls, config: MiddlewareConfig | ConfigSource, validator: TokenValidator | None = None
+    ) -> Decider:
+        """The decider of an adapter: over ``validator`` when given (shared caches), else a new one."""
+        return cls(validator if validator is not None else TokenValidator(config))
 
     def decide(self, request: HttpRequest, *, may_fetch: bool = True) -> Decision:
         """The decision for ``request``. With ``may_fetch=False``, FetchNeeded may be raised."""

@@ -37,8 +37,8 @@ class OIDCMiddleware:
         validator: TokenValidator | None = None,
     ) -> None:
         self.app = app
-        self.validator = validator or TokenValidator(config)
-        self.decider = Decider(self.validator)
+        self.decider = Decider.build(config, validator)
+        self.validator = self.decider.validator
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         # Only this middleware may set the principal; never trust one that arrived with the request.
