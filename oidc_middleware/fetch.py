@@ -30,6 +30,10 @@ class FetchError(Exception):
     """A fetch failed; the message says why and is safe to log (no secrets, no bodies)."""
 
 
+class _Retriable(Exception):
+    """A connection failed in a way worth one more try."""
+
+
 @dataclass(frozen=True)
 class Fetched:
     """A fetched JSON document and the lifetime its Cache-Control gave it (None: none given)."""
@@ -67,9 +71,19 @@ class Fetcher:
         return time.monotonic() + self._config.fetch_deadline_seconds
 
     def get_json(self, url: str, deadline: float | None = None) -> Fetched:
-        """GET ``url`` as JSON; ``deadline`` bounds this fetch and any before it in one attempt."""
-        config = self._config
+        """GET ``url`` as JSON; ``deadline`` bounds this fetch and any before it in one attempt.
+
+        A connection that fails without a timeout (typically a pooled keep-alive connection the
+        server closed a moment before) is tried once more, within the same deadline.
+        """
         deadline = deadline if deadline is not None else self.deadline()
+        try:
+            return self._get_json(url, deadline)
+        except _Retriable:
+            return self._get_json(url, deadline, retry=False)
+
+    def _get_json(self, url: str, deadline: float, retry: bool = True) -> Fetched:
+        config = self._config
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise FetchError(f"no time left to fetch {url} within {config.fetch_deadline_seconds} s")
@@ -100,6 +114,10 @@ class Fetcher:
                 cache_control = response.headers.get("Cache-Control", "")
         except requests.Timeout:
             raise FetchError(f"timeout fetching {url}") from None
+        except requests.ConnectionError as exc:
+            if retry and time.monotonic() < deadline:
+                raise _Retriable from None
+            raise FetchError(f"{type(exc).__name__} fetching {url}") from None
         except requests.RequestException as exc:
             raise FetchError(f"{type(exc).__name__} fetching {url}") from None
         except OSError as exc:  # a connection reset while reading the body

@@ -244,9 +244,13 @@ class ProviderKeys:
         )
 
     def _remember_absent(self, kid: str) -> None:
+        """Answer this kid without a lock until a refetch would be allowed anyway, not longer:
+        a key rotated in meanwhile must be found by the first refetch allowed."""
         if len(self._absent) >= MAX_ABSENT_KIDS:
             self._absent = {}
-        self._absent[kid] = self._clock() + self._config.jwks_min_refresh_seconds
+        until = max(self._last_key_fetch + self._config.jwks_min_refresh_seconds, self._next_attempt_at)
+        if until > self._clock():
+            self._absent[kid] = until
 
     # -- fetching (lock held) ------------------------------------------------------------------
 

@@ -225,6 +225,20 @@ def test_a_kid_found_absent_is_not_refetched_until_the_interval_passes(
     assert key_fetches(idp) == 3
 
 
+def test_a_kid_refused_while_refetches_are_throttled_is_found_by_the_next_allowed_refetch(
+    idp: LocalIdP, clock: Clock
+) -> None:
+    validator = make_validator(idp, clock)  # JWKS_MIN_REFRESH_SECONDS 60
+    validator.validate(token(idp, clock))
+    clock.advance(30)
+    new_key = idp.rotate()  # the provider rotates; its first token arrives while refetch is throttled
+    assert reason_of(validator, token(idp, clock, key=new_key)) == "unknown_key"
+    assert key_fetches(idp) == 1
+    clock.advance(31)  # 61 s after the last fetch: a refetch is allowed again
+    assert validator.validate(token(idp, clock, key=new_key)).provider == "azure"
+    assert key_fetches(idp) == 2
+
+
 def test_during_an_outage_known_keys_work_and_new_kids_are_refused_quickly(
     idp: LocalIdP, clock: Clock, attacker_key: SigningKey
 ) -> None:
