@@ -4,6 +4,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The end-to-end tests' OpenID provider (Node.js): npm ci when node_modules is missing or the lock
+# file changed, only where npm exists (without it, those tests skip unless OIDC_E2E_REQUIRED=1).
+E2E_STAMP := tests/e2e/node_modules/.installed
+E2E_DEPS := $(if $(shell command -v npm 2>/dev/null),$(E2E_STAMP))
 
 .PHONY: test demo lint clean
 
@@ -12,7 +16,11 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,dev]'
 	touch $(STAMP)
 
-test: $(STAMP) lint
+$(E2E_STAMP): tests/e2e/package.json tests/e2e/package-lock.json
+	cd tests/e2e && npm ci --no-audit --no-fund
+	touch $(E2E_STAMP)
+
+test: $(STAMP) lint $(E2E_DEPS)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
