@@ -1,5 +1,6 @@
 # make test: create .venv if missing, install the project with its test extra, lint, run every test.
 # make demo: the same install, then the end-to-end demonstration against a loopback provider.
+# make bench: the benchmark, ratios to one RSA verification measured side by side.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -9,7 +10,7 @@ STAMP := $(VENV)/.installed
 E2E_STAMP := tests/e2e/node_modules/.installed
 E2E_DEPS := $(if $(shell command -v npm 2>/dev/null),$(E2E_STAMP))
 
-.PHONY: test demo lint clean
+.PHONY: test demo lint bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,12 +25,15 @@ test: $(STAMP) lint $(E2E_DEPS)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check oidc_middleware tests examples
-	$(BIN)/ruff format --check oidc_middleware tests examples
+	$(BIN)/ruff check oidc_middleware tests examples bench
+	$(BIN)/ruff format --check oidc_middleware tests examples bench
 	$(BIN)/mypy
 
 demo: $(STAMP)
 	$(BIN)/oidc-middleware demo
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
