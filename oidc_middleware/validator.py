@@ -160,7 +160,7 @@ class TokenValidator:
             raise
         provider = keys.provider
         try:
-            jwk = check_signature(jws, _Fetching(keys, may_fetch))
+            jwk = check_signature(jws, keys if may_fetch else _Fetching(keys, may_fetch))
             require_claims(claims)
             expires = check_time(claims, self._clock(), self.config.leeway_seconds)
             audience = check_audience(claims, provider)
