@@ -99,8 +99,10 @@ class TokenValidator:
     def prefetch(self) -> dict[str, Any]:
         """Fetch discovery and keys of every provider now (blocking); return :meth:`health`.
 
-        Optional: keys are otherwise fetched at the first token. Call it in each worker after the
-        fork (gunicorn ``post_fork``), not in the master.
+        Optional: keys are otherwise fetched at the first token. Call it in each worker once the
+        worker is set up (gunicorn ``post_worker_init``), not in the master, and not in
+        ``post_fork``: a gevent worker patches threading only after that hook, so a lock the fetch
+        created there would block the worker's greenlets.
         """
         for keys in self.providers.values():
             if not keys.provider.issuers:

@@ -10,9 +10,9 @@ import yaml
 
 from oidc_middleware import ConfigError, MiddlewareConfig, load_config
 
-V1 = "https://sts.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db47/"
-V2 = "https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/v2.0"
-SERVER = "https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/v2.0/"
+V1 = "https://sts.windows.net/3c9e5a2f-7b41-4d8a-9f06-1e2d3c4b5a69/"
+V2 = "https://login.microsoftonline.com/3c9e5a2f-7b41-4d8a-9f06-1e2d3c4b5a69/v2.0"
+SERVER = "https://login.microsoftonline.com/3c9e5a2f-7b41-4d8a-9f06-1e2d3c4b5a69/v2.0/"
 
 
 def azure(**block: Any) -> dict[str, Any]:
