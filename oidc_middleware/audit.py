@@ -84,42 +84,45 @@ def token_event(
     level = logging.WARNING if event == REJECTED else logging.INFO
     if not enabled[level]:
         return
-    fields: dict[str, Any] = dict(request)
+    fields: dict[str, Any] = {name: value for name, value in request.items() if value is not None}
     if credential is not None:
         fields["credential"] = credential.kind
         fields["token_fingerprint"] = fingerprint(credential.token)
         if credential.robot is not None:
             fields["robot"] = _short(credential.robot)
     if principal is not None:
-        fields.update(
-            provider=principal.provider,
-            iss=principal.issuer,
-            sub=principal.subject,
-            oid=principal.object_id,
-            tid=principal.tenant_id,
-            azp=principal.authorized_party,
-            aud=principal.audience,
-            ver=principal.token_version,
-            on_behalf_of=principal.on_behalf_of,
-            token_id=_token_id(principal.claims),
+        fields["provider"] = principal.provider
+        fields["iss"] = principal.issuer
+        fields["sub"] = principal.subject
+        optional = (
+            ("oid", principal.object_id),
+            ("tid", principal.tenant_id),
+            ("azp", principal.authorized_party),
+            ("aud", principal.audience),
+            ("ver", principal.token_version),
+            ("token_id", _token_id(principal.claims)),
         )
+        fields.update((name, value) for name, value in optional if value is not None)
+        fields["on_behalf_of"] = principal.on_behalf_of
     elif claims is not None:
         # A rejected token's claims are unverified: recorded to explain the decision, marked so.
-        fields.update(
-            provider=provider,
-            iss=_short(claims.get("iss")),
-            sub=_short(claims.get("sub")),
-            oid=_short(claims.get("oid")),
-            tid=_short(claims.get("tid")),
-            azp=_short(claims.get("azp", claims.get("appid"))),
-            aud=_short(claims.get("aud")),
-            ver=_short(claims.get("ver")),
-            token_id=_token_id(claims),
-            claims_verified=False,
+        unverified = (
+            ("provider", provider),
+            ("iss", _short(claims.get("iss"))),
+            ("sub", _short(claims.get("sub"))),
+            ("oid", _short(claims.get("oid"))),
+            ("tid", _short(claims.get("tid"))),
+            ("azp", _short(claims.get("azp", claims.get("appid")))),
+            ("aud", _short(claims.get("aud"))),
+            ("ver", _short(claims.get("ver"))),
+            ("token_id", _token_id(claims)),
         )
-    fields["reason"] = reason
-    fields["description"] = description
-    fields = {name: value for name, value in fields.items() if value is not None}
+        fields.update((name, value) for name, value in unverified if value is not None)
+        fields["claims_verified"] = False
+    if reason is not None:
+        fields["reason"] = reason
+    if description is not None:
+        fields["description"] = description
     if level == logging.WARNING:
         logger.warning(event, **fields)
     else:
@@ -129,6 +132,7 @@ def token_event(
 def configure_json_logging(stream: TextIO | None = None) -> None:
     """Set structlog up to write one JSON object per line (for applications without a setup)."""
     structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
         processors=[
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
