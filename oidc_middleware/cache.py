@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from .keys import ProviderKeys
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, slots=True)
 class Entry:
     """A token accepted earlier: its principal, the key that verified it, and until when."""
 

@@ -11,7 +11,7 @@ from typing import Any
 from .errors import MALFORMED_TOKEN, TokenRejected
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Principal:
     """Who called, established from a verified token. Never holds the token itself.
 
