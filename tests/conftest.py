@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 
 from oidc_middleware import TokenRejected, TokenValidator
 from oidc_middleware.testing import LocalIdP, SigningKey
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 QUAY_CLIENT_ID = "5f0c9a1e-0000-4000-8000-00000000c1a1"  # Quay's own app registration
 QUAY_API = "api://quay-api"  # its App ID URI, the audience of On-Behalf-Of tokens
@@ -105,3 +110,12 @@ def refresh_done(validator: TokenValidator) -> None:
     """Wait for background key refreshes to finish."""
     for keys in validator.providers.values():
         keys.wait_for_refresh(10)
+
+
+def load_example(name: str) -> ModuleType:
+    """A module of examples/ (not a package), loaded from its file."""
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

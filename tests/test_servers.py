@@ -7,32 +7,19 @@ ASGI: the example plain ASGI app (examples/asgi_app.py) in uvicorn.
 from __future__ import annotations
 
 import base64
-import importlib.util
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import requests
 import uvicorn
-from conftest import CI_CLIENT, OUTSIDER, RHDH_CLIENT, USER_OID, quay_config
+from conftest import CI_CLIENT, OUTSIDER, RHDH_CLIENT, USER_OID, load_example, quay_config
 from werkzeug.serving import make_server
 
 from oidc_middleware import TokenValidator
 from oidc_middleware.testing import LocalIdP
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-def load_example(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture

@@ -7,15 +7,14 @@ OIDC_E2E_REQUIRED=1 (CI), where that is an error.
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 from typing import Any, NoReturn
 
 import pytest
 import requests
+from conftest import load_example
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from oidc_middleware import TokenValidator
@@ -29,8 +28,6 @@ from .harness import (
     missing_toolchain,
     start_provider,
 )
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def _unavailable(reason: str) -> NoReturn:
@@ -76,17 +73,9 @@ def own_entra(
     provider.stop()
 
 
-def _load_example(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"e2e_example_{name}", EXAMPLES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="session")
 def quay_example() -> ModuleType:
-    return _load_example("quay_wsgi")
+    return load_example("quay_wsgi")
 
 
 @pytest.fixture
