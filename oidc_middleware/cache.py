@@ -4,6 +4,10 @@ Keyed by the SHA-256 of the token (never the token itself), bounded in entries (
 used go first), each entry living no longer than the token's ``exp`` plus the leeway nor
 ``TOKEN_CACHE_SECONDS``. Only accepted tokens are cached, so the cache can never turn a rejection
 into an acceptance; the validator re-checks time and the signing key's presence on every hit.
+
+A token is cached the second time it is verified, not the first: tokens used once (a docker
+login, a burst of distinct clients) would otherwise churn the cache, evicting the tokens that are
+reused and filling memory for nothing. Only the 32-byte digests of first sightings are remembered.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ class TokenCache:
     def __init__(self, max_entries: int) -> None:
         self._max = max_entries
         self._entries: OrderedDict[bytes, Entry] = OrderedDict()
+        self._seen: dict[bytes, None] = {}  # digests verified once, oldest first
         self._lock = threading.Lock()
         forks.register(self)
 
@@ -53,6 +58,17 @@ class TokenCache:
             if entry is not None:
                 self._entries.move_to_end(key)
             return entry
+
+    def admit(self, key: bytes) -> bool:
+        """True when this token was verified before (cache it now); else remember it was."""
+        with self._lock:
+            if key in self._seen:
+                del self._seen[key]
+                return True
+            self._seen[key] = None
+            if len(self._seen) > self._max:
+                del self._seen[next(iter(self._seen))]
+            return False
 
     def put(self, key: bytes, entry: Entry) -> None:
         with self._lock:

@@ -180,7 +180,7 @@ class TokenValidator:
             rejection.provider = provider.id
             rejection.claims = claims
             raise
-        if cache_key is not None and self._cache is not None:
+        if cache_key is not None and self._cache is not None and self._cache.admit(cache_key):
             valid_until = min(
                 expires + self.config.leeway_seconds, self._clock() + self.config.token_cache_seconds
             )

@@ -28,20 +28,32 @@ def test_a_repeated_token_is_answered_from_the_cache_with_the_same_principal(
 ) -> None:
     validator = make_validator(idp, clock)
     raw = token(idp, clock)
-    first = validator.validate(raw)
-    assert validator.validate(raw) is first
-    assert cache_counts(validator) == (1, 1)
+    validator.validate(raw)  # first sighting: verified, only its digest remembered
+    assert len(validator._cache or []) == 0
+    second = validator.validate(raw)  # second: verified again, and cached
+    assert validator.validate(raw) is second
+    assert validator.validate(raw) is second
+    assert cache_counts(validator) == (2, 2)
+
+
+def test_a_token_used_once_never_enters_the_cache(idp: LocalIdP, clock: Clock) -> None:
+    validator = make_validator(idp, clock, TOKEN_CACHE_ENTRIES=8)
+    for _ in range(100):
+        validator.validate(token(idp, clock))
+    assert len(validator._cache or []) == 0
 
 
 def test_a_token_that_expires_while_cached_is_refused(idp: LocalIdP, clock: Clock) -> None:
     validator = make_validator(idp, clock, LEEWAY_SECONDS=60)
     raw = token(idp, clock, lifetime=300)
     validator.validate(raw)
+    validator.validate(raw)  # now cached
     clock.advance(300 + 59)
     validator.validate(raw)  # within the leeway: still from the cache
+    assert cache_counts(validator) == (1, 2)
     clock.advance(2)
     assert reason_of(validator, raw) == "token_expired"
-    assert cache_counts(validator) == (1, 2)
+    assert cache_counts(validator) == (1, 3)
 
 
 def test_a_token_whose_key_disappears_from_the_jwks_is_refused(idp: LocalIdP, clock: Clock) -> None:
@@ -50,6 +62,7 @@ def test_a_token_whose_key_disappears_from_the_jwks_is_refused(idp: LocalIdP, cl
     new_key = idp.rotate()
     raw = token(idp, clock, key=old_key, lifetime=7200)
     validator.validate(raw)
+    validator.validate(raw)  # cached
     idp.keys = [new_key]  # the provider retires the key that signed the cached token
     clock.advance(3600 - 100)  # the scheduled refresh is due: the next hit starts it
     validator.validate(raw)
@@ -69,22 +82,27 @@ def test_rejections_are_never_cached(idp: LocalIdP, clock: Clock, attacker_key: 
 def test_the_cache_is_bounded_least_recently_used_first(idp: LocalIdP, clock: Clock) -> None:
     validator = make_validator(idp, clock, TOKEN_CACHE_ENTRIES=2)
     a, b, c = (token(idp, clock) for _ in range(3))
-    for raw in (a, b, a, c):  # c evicts b, the least recently used
+    for raw in (a, a, b, b):  # both cached
         validator.validate(raw)
-    assert cache_counts(validator) == (1, 3)
+    validator.validate(a)  # a is now the most recently used
+    validator.validate(c)
+    validator.validate(c)  # c cached: b, the least recently used, goes
+    hits = cache_counts(validator)[0]
     validator.validate(a)
-    assert cache_counts(validator) == (2, 3)
+    assert cache_counts(validator)[0] == hits + 1
     validator.validate(b)
-    assert cache_counts(validator) == (2, 4)
+    assert cache_counts(validator)[0] == hits + 1
+    assert len(validator._cache or []) == 2
 
 
 def test_entries_live_no_longer_than_the_cache_lifetime(idp: LocalIdP, clock: Clock) -> None:
     validator = make_validator(idp, clock, TOKEN_CACHE_SECONDS=60)
     raw = token(idp, clock)
     validator.validate(raw)
+    validator.validate(raw)  # cached
     clock.advance(61)
     validator.validate(raw)  # still valid, verified again in full
-    assert cache_counts(validator) == (0, 2)
+    assert cache_counts(validator) == (0, 3)
 
 
 def test_the_cache_can_be_switched_off(idp: LocalIdP, clock: Clock) -> None:
@@ -98,6 +116,7 @@ def test_the_cache_can_be_switched_off(idp: LocalIdP, clock: Clock) -> None:
 def test_the_cache_holds_digests_never_tokens(idp: LocalIdP, clock: Clock) -> None:
     validator = make_validator(idp, clock)
     raw = token(idp, clock)
+    validator.validate(raw)
     validator.validate(raw)
     assert validator._cache is not None
     [key] = list(validator._cache._entries)
@@ -134,6 +153,7 @@ def test_a_cached_token_still_needs_usable_keys(idp: LocalIdP, clock: Clock) -> 
     validator = make_validator(idp, clock, KEYS_MAX_STALENESS_SECONDS=3600, TOKEN_CACHE_SECONDS=3600)
     raw = token(idp, clock, lifetime=7200)
     validator.validate(raw)
+    validator.validate(raw)  # cached
     idp.stop()
     clock.advance(3601)  # the keys are now older than allowed and cannot be refreshed
     with pytest.raises(TokenRejected) as caught:
