@@ -14,7 +14,10 @@ from collections.abc import Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="oidc-middleware", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="oidc-middleware",
+        description="OIDC bearer-token validation for Red Hat Quay: check a configuration, explain a decision, run the demo.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check-config", help="validate a Quay config.yaml; --online fetches keys too")
     check.add_argument("config", help="path of Quay's config.yaml")
