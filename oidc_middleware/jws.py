@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Final, NamedTuple, Protocol
 
 from . import base64url
@@ -66,7 +67,10 @@ def parse_compact(token: str, *, max_bytes: int = DEFAULT_MAX_TOKEN_BYTES) -> Co
         raise _malformed("token has an empty header")
     if len(header_b64) > MAX_HEADER_CHARS:
         raise _malformed(f"token header is longer than {MAX_HEADER_CHARS} characters")
-    header = parse_json_object(_decode(header_b64, "header"), "header")
+    header = _HEADERS.get(header_b64)
+    if header is None:
+        header = parse_json_object(_decode(header_b64, "header"), "header")
+        _remember_header(header_b64, header)
     signature = _decode(signature_b64, "signature")
     payload = _decode(payload_b64, "payload")
     alg = header.get("alg")
@@ -79,6 +83,17 @@ def parse_compact(token: str, *, max_bytes: int = DEFAULT_MAX_TOKEN_BYTES) -> Co
         raise _malformed("header has 'crit' extensions, none of which are supported")
     signing_input = token[: len(header_b64) + 1 + len(payload_b64)].encode("ascii")
     return CompactJWS(header=header, payload=payload, signing_input=signing_input, signature=signature)
+
+
+# A provider's tokens share a handful of headers (one per signing key): parsed once, kept read-only.
+_HEADERS: dict[str, Mapping[str, Any]] = {}
+_MAX_HEADERS: Final = 256
+
+
+def _remember_header(encoded: str, header: dict[str, Any]) -> None:
+    if len(_HEADERS) >= _MAX_HEADERS:
+        _HEADERS.clear()
+    _HEADERS[encoded] = MappingProxyType(header)
 
 
 def check_signature(jws: CompactJWS, keys: KeySource) -> Jwk:
