@@ -57,8 +57,11 @@ def create_app() -> Flask:
         if principal is not None:
             return jsonify(describe(principal))
         if request.headers.get("Authorization", "").startswith("Bearer "):
-            # Quay's own OAuth access tokens (opaque) are still Quay's to check.
-            return jsonify({"authenticated_by": "quay-oauth-token"})
+            # Not an OIDC token the middleware verified (an opaque Quay OAuth token, or a JWT of
+            # an issuer no provider claims): Quay checks it with its own code, as it always did.
+            return jsonify(
+                {"authenticated_by": None, "note": "not verified by the middleware; Quay checks it"}
+            )
         return jsonify({"error": "Requires authentication"}), 401
 
     @app.get("/v2/")

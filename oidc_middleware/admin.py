@@ -185,7 +185,7 @@ class _Steps:
                   "untouched and without a principal", file=out)  # fmt: skip
         else:
             print(f"decision   {self.reason}", file=out)
-        print(f"read       {TROUBLESHOOTING}#{self.reason}", file=out)
+        print(f"read       {TROUBLESHOOTING}#{self.reason} (in the oidc_middleware documentation)", file=out)
         return 1
 
 

@@ -19,10 +19,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="OIDC bearer-token validation for Red Hat Quay: check a configuration, explain a decision, run the demo.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    check = commands.add_parser("check-config", help="validate a Quay config.yaml; --online fetches keys too")
+    check = commands.add_parser(
+        "check-config",
+        help="validate a Quay config.yaml; --online fetches keys too",
+        epilog="Exit status: 0 valid (and, with --online, every provider reachable with usable keys), 1 otherwise.",
+    )
     check.add_argument("config", help="path of Quay's config.yaml")
     check.add_argument("--online", action="store_true", help="fetch discovery documents and keys")
-    explain = commands.add_parser("explain", help="say step by step what the middleware decides for a token")
+    explain = commands.add_parser(
+        "explain",
+        help="say step by step what the middleware decides for a token",
+        epilog="Exit status: 0 accepted (offline: every check but the signature passed; use --online "
+        "before trusting it), 1 refused, 2 the configuration could not be loaded.",
+    )
     explain.add_argument("--config", required=True, help="path of Quay's config.yaml")
     explain.add_argument("--online", action="store_true", help="fetch keys and check the signature too")
     explain.add_argument(

@@ -235,12 +235,34 @@ _PROVIDER_KEYS: Final = frozenset(
 )  # fmt: skip
 
 
+# OIDC_* keys of Quay's own login block that this middleware does not read.
+_QUAY_OIDC_KEYS: Final = frozenset({"OIDC_ENDPOINT_CUSTOM_PARAMS", "OIDC_DISABLE_USER_ENDPOINT"})
+
+
+def _misspelt_keys(key: str, block: Mapping[str, Any], problems: list[str]) -> None:
+    """A near miss of a security key (OIDC_ALLOWED_CLIENT) would silently open access: refuse it."""
+    for name in block:
+        if not isinstance(name, str) or name in _PROVIDER_KEYS or name in _QUAY_OIDC_KEYS:
+            continue
+        close = difflib.get_close_matches(name, _PROVIDER_KEYS - {"CLIENT_ID"}, n=1, cutoff=0.85)
+        if close and name.upper().startswith("OIDC"):
+            problems.append(f"{key}.{name}: unknown key; did you mean {close[0]}?")
+
+
+def _placeholder(value: str) -> bool:
+    """``<tenant-id>`` and the like: a value copied from an example and never filled in."""
+    return "<" in value or ">" in value
+
+
 def _provider(key: str, block: Mapping[str, Any], problems: list[str]) -> ProviderConfig | None:
     before = len(problems)
+    _misspelt_keys(key, block, problems)
     server = _url(f"{key}.OIDC_SERVER", block.get("OIDC_SERVER"), problems)
     client_id = block.get("CLIENT_ID")
     if not isinstance(client_id, str) or not client_id.strip():
         problems.append(f"{key}.CLIENT_ID: required, a non-empty string (got {_type(client_id)})")
+    elif _placeholder(client_id):
+        problems.append(f"{key}.CLIENT_ID: {client_id!r} looks like an unfilled placeholder")
     if "OIDC_ISSUERS" in block:
         path, listed = f"{key}.OIDC_ISSUERS", block["OIDC_ISSUERS"]
         good = _string_list(path, listed, problems)
@@ -288,6 +310,8 @@ def _string_list(path: str, value: Any, problems: list[str]) -> list[str]:
             problems.append(f"{where}: must not be empty")
         elif item.strip() == "*":
             problems.append(f"{where}: wildcards are not accepted; list each value explicitly")
+        elif _placeholder(item):
+            problems.append(f"{where}: {item!r} looks like an unfilled placeholder")
         else:
             good.append(item)
     return good
@@ -315,6 +339,8 @@ def url_problem(value: Any) -> str | None:
         return "must not carry credentials in the URL"
     if parts.query or parts.fragment:
         return f"must not have a query or fragment, got {value!r}"
+    if _placeholder(value):
+        return f"{value!r} looks like an unfilled placeholder"
     segments = {segment.lower() for segment in parts.path.split("/")}
     placeholder = sorted(segments & _MULTI_TENANT) or (["*"] if "*" in value else [])
     if placeholder:

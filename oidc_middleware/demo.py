@@ -75,7 +75,7 @@ def calls(quay_key: SigningKey) -> list[Call]:
         Call("OBO token from Developer Hub (allowed)", "/api/v1/user/", 200, bearer(obo(RHDH_CLIENT))),
         Call("OBO token from an app not allowed", "/api/v1/user/", 401, bearer(obo(OUTSIDER))),
         Call("expired token", "/api/v1/user/", 401, bearer(expired)),
-        Call("token for Microsoft Graph", "/api/v1/user/", 401,
+        Call("token for another API (Microsoft Graph)", "/api/v1/user/", 401,
              bearer(lambda idp: idp.token(audience="https://graph.microsoft.com", client=CI_CLIENT))),
         Call("Quay's own OAuth token (opaque)", "/api/v1/user/", 200,
              bearer(lambda idp: "quay-oauth-3f9a0c7d2b1e4a5f")),

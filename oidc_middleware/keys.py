@@ -79,6 +79,7 @@ class ProviderKeys:
         self._retry_delay = 0.0
         self._absent: dict[str, float] = {}  # kid -> until when it is known to be absent
         self._skipped: list[str] = []  # why keys of the last fetched set were refused
+        self._issuer_seen: str | None = None  # the issuer the last discovery document named
         self.last_error: str | None = None
         self.last_error_at: float | None = None
         self._after_fork_in_child()
@@ -149,7 +150,8 @@ class ProviderKeys:
             "age_seconds": round(age, 1) if age is not None else None,
             "refresh_due": keys is not None and now >= self._refresh_at,
             "skipped_keys": list(self._skipped),
-            "discovered_issuer": self._discovery.get("issuer") if self._discovery is not None else None,
+            # What the discovery document last named, even when it was refused for it.
+            "discovered_issuer": self._issuer_seen,
             "last_error": self.last_error,
             "last_error_age_seconds": round(now - self.last_error_at, 1) if self.last_error_at else None,
             "next_attempt_in_seconds": round(max(0.0, self._next_attempt_at - now), 1),
@@ -334,6 +336,7 @@ class ProviderKeys:
         # OpenID Connect Discovery 1.0 section 4.3: the issuer returned MUST be identical to the
         # one expected; otherwise the document (and its keys) must not be used.
         expected = {normalize_issuer(i) for i in self.provider.issuers}
+        self._issuer_seen = issuer
         if expected and normalize_issuer(issuer) not in expected:
             raise FetchError(
                 f"discovery at {url} names issuer {issuer!r}, which is not configured for "

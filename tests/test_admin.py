@@ -87,6 +87,8 @@ def test_check_config_online_reports_provider_problems(tmp_path: Path, idp: Loca
     assert result.returncode == 1
     assert "PROBLEM" in result.stdout
     assert problem in result.stdout
+    if fault is None:
+        assert f"issuer        {idp.v1_issuer} (NOT configured)" in result.stdout
 
 
 def explain(tmp_path: Path, idp: LocalIdP, token: str, *extra: str, via_stdin: bool = True,
@@ -145,7 +147,9 @@ def test_explain_names_the_failing_step_the_reason_and_the_docs(tmp_path: Path, 
     [failed] = [line for line in result.stdout.splitlines() if line.startswith("  FAIL")]
     assert failed.split()[1] == step
     assert f"{reason}:" in failed
-    assert f"read       docs/troubleshooting.md#{reason}" in result.stdout
+    assert (
+        f"read       docs/troubleshooting.md#{reason} (in the oidc_middleware documentation)" in result.stdout
+    )
 
 
 def test_explain_with_a_bad_config_lists_its_problems(tmp_path: Path, idp: LocalIdP) -> None:

@@ -288,3 +288,30 @@ def test_quay_server_hostname_and_scheme_are_read_for_challenges() -> None:
     assert problems_of({**azure(), "SERVER_HOSTNAME": 'quay" evil'})[0].startswith(
         "SERVER_HOSTNAME: must be a host name"
     )
+
+
+def test_unfilled_placeholders_are_refused() -> None:
+    problems = problems_of(
+        azure(
+            OIDC_SERVER="https://login.microsoftonline.com/<tenant-id>/v2.0/",
+            CLIENT_ID="<quay-client-id>",
+            OIDC_ALLOWED_CLIENTS=["<developer-hub-client-id>"],
+        )
+    )
+    assert [problem.split(": ")[0] for problem in problems] == [
+        "AZURE_LOGIN_CONFIG.OIDC_SERVER",
+        "AZURE_LOGIN_CONFIG.CLIENT_ID",
+        "AZURE_LOGIN_CONFIG.OIDC_ALLOWED_CLIENTS[0]",
+    ]
+    assert all("looks like an unfilled placeholder" in problem for problem in problems)
+
+
+def test_a_misspelt_security_key_is_an_error_not_an_open_door() -> None:
+    problems = problems_of(azure(OIDC_ALLOWED_CLIENT=["rhdh"], OIDC_AUDIENCE=["api://quay-api"]))
+    assert problems == [
+        "AZURE_LOGIN_CONFIG.OIDC_ALLOWED_CLIENT: unknown key; did you mean OIDC_ALLOWED_CLIENTS?",
+        "AZURE_LOGIN_CONFIG.OIDC_AUDIENCE: unknown key; did you mean OIDC_AUDIENCES?",
+    ]
+    # Quay's own keys of the block, OIDC_* or not, stay accepted.
+    load_config(azure(OIDC_ENDPOINT_CUSTOM_PARAMS={"prompt": "login"}, OIDC_DISABLE_USER_ENDPOINT=True,
+                      SERVICE_NAME="Entra", LOGIN_SCOPES=["openid"]))  # fmt: skip
