@@ -87,7 +87,9 @@ def token_event(
     fields: dict[str, Any] = {name: value for name, value in request.items() if value is not None}
     if credential is not None:
         fields["credential"] = credential.kind
-        fields["token_fingerprint"] = fingerprint(credential.token)
+        # A password in Basic credentials that is not a JWT may be weak: no hash of it is logged.
+        if credential.kind == "bearer" or credential.looks_like_jwt:
+            fields["token_fingerprint"] = fingerprint(credential.token)
         if credential.robot is not None:
             fields["robot"] = _short(credential.robot)
     if principal is not None:

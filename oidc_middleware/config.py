@@ -329,8 +329,12 @@ def url_problem(value: Any) -> str | None:
     """Why ``value`` is not an acceptable provider URL, or None when it is."""
     if not isinstance(value, str) or not value:
         return f"must be an absolute https URL, got {_type(value)}"
-    parts = urlsplit(value)
-    host = parts.hostname or ""
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname or ""
+        _ = parts.port  # raises for a port that is not a number in range
+    except ValueError:
+        return f"is not a valid URL, got {value!r}"
     if parts.scheme not in ("https", "http") or not host:
         return f"must be an absolute https URL, got {value!r}"
     if parts.scheme == "http" and not _is_loopback(host):

@@ -45,7 +45,7 @@ class InvalidRequest(Exception):
 
 
 def find_credential(
-    method: str, path: str, query: str, authorization: tuple[str, ...], protected_paths: tuple[str, ...]
+    path: str, query: str, authorization: tuple[str, ...], protected_paths: tuple[str, ...]
 ) -> Credential | None:
     """The credential this middleware must examine, None when there is none.
 
@@ -72,7 +72,8 @@ def find_credential(
         user, password = _basic(value)
         if password is None:
             return None
-        if path == DOCKER_LOGIN_PATH and method == "GET" and user == DOCKER_LOGIN_USER:
+        # Any method: Flask answers HEAD with the GET view, and what Quay runs must not escape us.
+        if path == DOCKER_LOGIN_PATH and user == DOCKER_LOGIN_USER:
             return Credential(DOCKER_LOGIN, password)
         if path == ROBOT_FEDERATION_PATH:
             return Credential(ROBOT_FEDERATION, password, robot=user)
@@ -80,9 +81,14 @@ def find_credential(
 
 
 def _basic(value: str) -> tuple[str, str | None]:
-    """Decode Basic credentials (RFC 7617); (user, None) when they cannot be decoded."""
+    """Decode Basic credentials (RFC 7617) as leniently as Quay does; (user, None) if impossible.
+
+    Quay decodes with a plain ``b64decode``, which skips characters outside the alphabet. A
+    strict decoder here would let ``Basic <credentials with a stray !>`` pass unexamined while
+    Quay still reads the token in it: whatever Quay can read, this must read too.
+    """
     try:
-        decoded = base64.b64decode(value, validate=True).decode("utf-8")
+        decoded = base64.b64decode(value).decode("utf-8")
     except (binascii.Error, ValueError):
         return "", None
     user, separator, password = decoded.partition(":")

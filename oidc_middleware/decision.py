@@ -75,7 +75,7 @@ class Decider:
         config = self.config
         try:
             credential = find_credential(
-                request.method, request.path, request.query, request.authorization, config.protected_paths
+                request.path, request.query, request.authorization, config.protected_paths
             )
         except InvalidRequest as problem:
             self.validator.count("rejected", INVALID_REQUEST)

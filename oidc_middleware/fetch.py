@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 
 from . import forks
 from .config import MiddlewareConfig
@@ -120,7 +121,9 @@ class Fetcher:
             raise FetchError(f"{type(exc).__name__} fetching {url}") from None
         except requests.RequestException as exc:
             raise FetchError(f"{type(exc).__name__} fetching {url}") from None
-        except OSError as exc:  # a connection reset while reading the body
+        except urllib3.exceptions.ReadTimeoutError:  # the body stalled
+            raise FetchError(f"timeout reading {url}") from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:  # truncated, bad encoding, reset
             raise FetchError(f"{type(exc).__name__} reading {url}") from None
         return Fetched(_parse(bytes(body), url, content_type), _max_age(cache_control))
 

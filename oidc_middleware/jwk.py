@@ -70,7 +70,7 @@ class KeySet:
         for index, entry in enumerate(document["keys"]):
             try:
                 usable.append(parse_jwk(entry))
-            except ValueError as exc:
+            except (ValueError, TypeError) as exc:
                 kid = entry.get("kid") if isinstance(entry, Mapping) else None
                 skipped.append(f"key {index} (kid {_short(kid)}): {exc}")
         # Two keys under one kid make the choice ambiguous (an attacker who can add a key to a
@@ -134,6 +134,8 @@ def parse_jwk(entry: Any) -> Jwk:
     else:
         raise ValueError(f"unsupported kty {_short(kty)}")
     alg = entry.get("alg")
+    if alg is not None and not isinstance(alg, str):
+        raise ValueError("alg is not a string")
     if alg is not None:
         # RFC 8725 3.1: a key is bound to one algorithm when its publisher says so.
         if alg not in allowed:

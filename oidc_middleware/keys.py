@@ -131,7 +131,11 @@ class ProviderKeys:
                 return str(self._discover()["issuer"])
             except FetchError as exc:
                 self._failed(str(exc), event="oidc.discovery.fetch_failed")
-                return None
+            except Exception as exc:  # recorded and backed off like any failure
+                self._failed(
+                    f"unexpected {type(exc).__name__} in discovery", event="oidc.discovery.fetch_failed"
+                )
+            return None
 
     def prefetch(self) -> None:
         """Fetch now (blocking) when there are no usable keys; errors are recorded, not raised."""
@@ -267,15 +271,21 @@ class ProviderKeys:
             return
         self._last_key_fetch = now
         deadline = self._fetcher.deadline()  # one deadline for discovery and keys together
+        url = self.provider.jwks_uri or "the discovered jwks_uri"
         try:
             url = self.provider.jwks_uri or self._jwks_uri(refresh_discovery, deadline)
             fetched = self._fetcher.get_json(url, deadline)
             keys, skipped = KeySet.from_jwks(fetched.document)
+        except FetchError as exc:
+            self._failed(str(exc), event="oidc.keys.fetch_failed")
+            return
         except ValueError as exc:
             self._failed(f"key set at {url} is unusable: {exc}", event="oidc.keys.fetch_failed")
             return
-        except FetchError as exc:
-            self._failed(str(exc), event="oidc.keys.fetch_failed")
+        except Exception as exc:  # a bug must still back off, never fetch per request
+            self._failed(
+                f"unexpected {type(exc).__name__} fetching keys from {url}", event="oidc.keys.fetch_failed"
+            )
             return
         for reason in skipped:
             log.warning("oidc.keys.key_skipped", provider=self.provider.id, url=url, reason=reason)

@@ -60,8 +60,17 @@ def build_principal(
         roles=_words(claims, "roles"),
         expires_at=datetime.fromtimestamp(expires_at, tz=UTC),
         on_behalf_of=bool(scopes) and authorized_party is not None and authorized_party != client_id,
-        claims=MappingProxyType(claims),
+        claims=_frozen(claims),
     )
+
+
+def _frozen(value: Any) -> Any:
+    """Claims made read-only all the way down: the principal is cached and shared by requests."""
+    if isinstance(value, dict):
+        return MappingProxyType({name: _frozen(item) for name, item in value.items()})
+    if isinstance(value, list):
+        return tuple(_frozen(item) for item in value)
+    return value
 
 
 def _optional_string(claims: Mapping[str, Any], name: str) -> str | None:

@@ -58,6 +58,8 @@ def rejection(
 ) -> Response:
     """The response refusing a request; ``host`` and ``scheme`` name the public Quay server."""
     host = _NOT_IN_HOST.sub("", host)[:255] or "quay"
+    # The scheme can come from X-Forwarded-Proto (ProxyFix): only the two real values pass.
+    scheme = scheme if scheme in ("http", "https") else "https"
     description = _NOT_IN_DESCRIPTION.sub("?", description)[:400]
     if path.startswith(REGISTRY_PREFIX):
         return _registry(reason, status, description, host, scheme, hide_description)

@@ -115,7 +115,8 @@ class LocalIdP:
     * ``failing = True``: 503 everywhere;
     * ``fault``: ``"500"``, ``"html"`` (an error page instead of JSON), ``"huge"`` (a 5 MB body),
       ``"redirect"`` (302 to another host), ``"slow"`` (answers after ``delay`` seconds),
-      ``"drip"`` (sends the body one byte every ``delay`` seconds);
+      ``"drip"`` (sends the body one byte every ``delay`` seconds), ``"truncate"`` (announces
+      more bytes than it sends, then closes);
     * :meth:`stop` then :meth:`start` again: down, then back on the same port.
 
     ``cache_control`` is sent with every document when set.
@@ -229,13 +230,16 @@ class LocalIdP:
             headers["Location"] = "https://attacker.example/keys"
         handler.send_response(status)
         handler.send_header("Content-Type", content_type)
-        handler.send_header("Content-Length", str(len(data)))
+        handler.send_header("Content-Length", str(len(data) + (100 if fault == "truncate" else 0)))
         if self.cache_control is not None:
             handler.send_header("Cache-Control", self.cache_control)
         for name, value in headers.items():
             handler.send_header(name, value)
         handler.end_headers()
-        if fault == "drip":
+        if fault == "truncate":
+            handler.wfile.write(data)
+            handler.close_connection = True
+        elif fault == "drip":
             for index in range(len(data)):
                 handler.wfile.write(data[index : index + 1])
                 handler.wfile.flush()

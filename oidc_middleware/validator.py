@@ -195,7 +195,9 @@ class TokenValidator:
         if not isinstance(issuer, str):
             raise TokenRejected(MALFORMED_TOKEN, "claim 'iss' is not a string")
         keys = self._by_issuer.get(normalize_issuer(issuer))
-        if keys is None and self._undiscovered:
+        # Discovered issuers are http(s) URLs (the configuration allows no other): an issuer like
+        # Quay's own "quay" can never be one, so it never waits for a provider's discovery.
+        if keys is None and self._undiscovered and issuer.startswith(("https://", "http://")):
             if not may_fetch:
                 raise FetchNeeded
             keys = self._discover_issuers(issuer)
@@ -204,22 +206,33 @@ class TokenValidator:
         return keys
 
     def _discover_issuers(self, issuer: str) -> ProviderKeys | None:
-        with forks.lazy_lock(self, "_discovery_lock_"):
-            for keys in list(self._undiscovered):
-                discovered = keys.discovered_issuer()
-                if discovered is None:
-                    continue
-                self._undiscovered.remove(keys)
-                normal = normalize_issuer(discovered)
-                owner = self._by_issuer.setdefault(normal, keys)
-                if owner is not keys:
-                    log.warning(
-                        "oidc.discovery.issuer_conflict",
-                        provider=keys.provider.id,
-                        issuer=discovered,
-                        claimed_by=owner.provider.id,
-                    )
+        lock = forks.lazy_lock(self, "_discovery_lock_")
+        # One thread discovers; the others do not queue behind a slow provider: for them the
+        # issuer is unknown until discovery has succeeded.
+        if not lock.acquire(blocking=False):
+            return self._by_issuer.get(normalize_issuer(issuer))
+        try:
+            self._discover_pending()
+        finally:
+            lock.release()
         return self._by_issuer.get(normalize_issuer(issuer))
+
+    def _discover_pending(self) -> None:
+        """Learn the issuer of each provider configured without one (discovery lock held)."""
+        for keys in list(self._undiscovered):
+            discovered = keys.discovered_issuer()
+            if discovered is None:
+                continue
+            self._undiscovered.remove(keys)
+            normal = normalize_issuer(discovered)
+            owner = self._by_issuer.setdefault(normal, keys)
+            if owner is not keys:
+                log.warning(
+                    "oidc.discovery.issuer_conflict",
+                    provider=keys.provider.id,
+                    issuer=discovered,
+                    claimed_by=owner.provider.id,
+                )
 
 
 class _Fetching:

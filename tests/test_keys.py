@@ -399,3 +399,56 @@ def test_prometheus_metrics_expose_the_counters(idp: LocalIdP, clock: Clock) -> 
     assert 'oidc_middleware_decisions_total{outcome="rejected",reason="malformed_token"} 1.0' in text
     assert 'oidc_middleware_key_fetches_total{result="ok"} 1.0' in text
     assert 'oidc_middleware_keys_usable{provider="azure"} 1.0' in text
+
+
+# -- failures that are not HTTP errors (found in review) ---------------------------------------------
+
+
+def test_a_truncated_key_document_is_a_failed_fetch_that_backs_off(idp: LocalIdP, clock: Clock) -> None:
+    idp.fault = "truncate"
+    validator = make_validator(idp, clock)
+    for _ in range(5):
+        assert reason_of(validator, token(idp, clock)) == "keys_unavailable"
+    assert sum(idp.hits.values()) == 1  # one attempt, then back-off: never one fetch per request
+    assert "reading" in (validator.health()["providers"]["azure"]["last_error"] or "")
+    assert validator.prefetch()["ready"] is False  # recorded, not raised
+
+
+def test_a_key_with_a_non_string_alg_is_skipped_and_spoils_nothing(idp: LocalIdP, clock: Clock) -> None:
+    idp.extra_jwks = [{**SigningKey.rsa("odd").public_jwk(), "alg": ["RS256"]}]
+    validator = make_validator(idp, clock)
+    assert validator.validate(token(idp, clock)).provider == "azure"
+    assert validator.health()["providers"]["azure"]["skipped_keys"] == [
+        "key 1 (kid 'odd'): alg is not a string"
+    ]
+
+
+def test_a_discovery_document_with_an_unparsable_jwks_uri_is_a_failed_fetch(
+    idp: LocalIdP, clock: Clock
+) -> None:
+    original = idp._discovery
+    idp._discovery = lambda issuer: {**original(issuer), "jwks_uri": "http://[::1/keys"}  # type: ignore[method-assign]
+    try:
+        validator = make_validator(idp, clock)
+        with pytest.raises(TokenRejected) as caught:
+            validator.validate(token(idp, clock))
+        assert caught.value.reason == "keys_unavailable"
+        assert "is not a valid URL" in caught.value.description
+    finally:
+        idp._discovery = original  # type: ignore[method-assign]
+
+
+def test_tokens_of_non_url_issuers_never_wait_for_a_slow_discovery(idp: LocalIdP, clock: Clock) -> None:
+    """Quay's own registry tokens (iss: quay) pass straight through while a provider configured
+    without an issuer cannot be discovered."""
+    from oidc_middleware.testing import mint
+
+    idp.fault, idp.delay = "slow", 3.0
+    validator = TokenValidator(quay_config(idp, OIDC_ISSUERS=None), clock=clock)
+    quay_token = mint(
+        {"iss": "quay", "sub": "alice", "aud": "quay.example.com", "exp": clock() + 300}, SigningKey.rsa("q")
+    )
+    started = time.monotonic()
+    assert reason_of(validator, quay_token) == "issuer_not_configured"
+    assert time.monotonic() - started < 0.5
+    assert sum(idp.hits.values()) == 0

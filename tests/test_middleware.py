@@ -498,3 +498,74 @@ def test_asgi_never_fetches_keys_on_the_event_loop(idp: LocalIdP) -> None:
     assert send("/api/v1/user/", bearer(idp.token(client=CI_CLIENT))).status == 200  # warm: on the loop
     assert len(session.threads) == 2  # discovery and keys, once
     assert all(thread is not threading.main_thread() for thread in session.threads)
+
+
+# -- found in review -------------------------------------------------------------------------------
+
+
+def quay_basic_parser(header: str) -> tuple[str, str] | None:
+    """How Quay reads Basic credentials: split on spaces, a plain (lenient) b64decode."""
+    parts = [part.strip() for part in header.split(" ") if part]
+    if len(parts) != 2 or parts[0].lower() != "basic":
+        return None
+    try:
+        user, _, password = base64.b64decode(parts[1]).decode("utf-8").partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return user, password
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [lambda b64: b64[:4] + "!" + b64[4:], lambda b64: b64.rstrip("=") + "==*", lambda b64: " " + b64],
+    ids=["stray-character", "junk-after-padding", "extra-space"],
+)
+def test_basic_credentials_quay_can_read_are_examined_too(send: Send, idp: LocalIdP, mangle: Any) -> None:
+    token = idp.token(client=OUTSIDER)
+    encoded = mangle(base64.b64encode(f"myorg+robot:{token}".encode()).decode())
+    header = f"Basic {encoded}"
+    assert quay_basic_parser(header) in (("myorg+robot", token), None)
+    reply = send("/oauth2/federation/robot/token", [("Authorization", header)])
+    if quay_basic_parser(header) is not None:  # Quay would read the token: so must the middleware
+        assert reply.status == 401
+        assert reply.json["reason"] == "client_not_allowed"
+        assert reply.seen == []
+
+
+def test_docker_login_is_examined_whatever_the_method(idp: LocalIdP) -> None:
+    seen: list[dict[str, Any]] = []
+    client = Client(OIDCMiddleware(echo_wsgi(seen), quay_config(idp)))
+    credentials = basic("$oauthtoken", idp.token(client=OUTSIDER))
+    for method in ("HEAD", "POST"):
+        assert client.open("/v2/auth", method=method, headers=Headers(credentials)).status_code == 401
+    assert seen == []
+
+
+def test_a_forged_scheme_cannot_rewrite_the_registry_challenge(idp: LocalIdP) -> None:
+    config = quay_config(idp)
+    del config["SERVER_HOSTNAME"]
+    client = Client(OIDCMiddleware(echo_wsgi([]), config))
+    response = client.get(
+        "/v2/",
+        headers=Headers(bearer(idp.token(client=OUTSIDER))),
+        environ_overrides={"wsgi.url_scheme": 'https://evil.example/v2/auth",service="x",x="'},
+    )
+    assert (
+        response.headers["WWW-Authenticate"] == 'Bearer realm="https://localhost/v2/auth",service="localhost"'
+    )
+
+
+def test_the_principal_claims_are_read_only_all_the_way_down(send: Send, idp: LocalIdP) -> None:
+    claims = idp.claims(client=CI_CLIENT)
+    claims["groups"] = ["a", {"nested": ["b"]}]
+    reply = send("/api/v1/user/", bearer(idp.token(claims)))
+    principal = reply.seen[0]["principal"]
+    assert principal.claims["groups"] == ("a", {"nested": ("b",)})
+    with pytest.raises(TypeError):
+        principal.claims["groups"][1]["nested"] += ("c",)  # type: ignore[index]
+
+
+def test_passwords_in_basic_credentials_are_never_hashed_into_the_log(send: Send) -> None:
+    reply = send("/oauth2/federation/robot/token", basic("org+bot", "weak-password"))
+    event = only_event(reply)
+    assert (event["reason"], "token_fingerprint" in event) == ("opaque_token", False)
