@@ -325,3 +325,58 @@ def test_provider_outage_keeps_known_keys_and_fails_closed_without_them(
     registry = http.get(f"{started_during_outage}/v2/", headers=bearer(token), timeout=10)
     assert registry.status_code == 503
     assert registry.json()["errors"][0]["code"] == "UNAVAILABLE"
+
+
+@VERSIONS
+def test_robot_federation_applies_the_allowlist(
+    entra: EntraShapedProvider, quay: QuayFactory, http: requests.Session, version: str
+) -> None:
+    url = quay(quay_config(entra))
+    robot_url = f"{url}/oauth2/federation/robot/token"
+    ci = http.get(
+        robot_url, auth=("myorg+deployer", entra.client_credentials(CI_CLIENT, version=version)), timeout=10
+    )
+    assert ci.status_code == 200, ci.text
+    assert (ci.json()["robot"], ci.json()["identity"]["client"]) == ("myorg+deployer", CI_CLIENT)
+    outsider = entra.client_credentials(OUTSIDER, version=version)
+    refusal = http.get(robot_url, auth=("myorg+deployer", outsider), timeout=10)
+    assert refused(refusal) == "client_not_allowed"
+
+
+def test_asgi_adapter_under_uvicorn(entra: EntraShapedProvider, http: requests.Session) -> None:
+    """The same tokens through OIDCASGIMiddleware served by uvicorn (keys fetched off the loop)."""
+    import threading
+
+    import uvicorn
+    from conftest import load_example
+
+    app = load_example("asgi_app").create_app(quay_config(entra))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    try:
+        for version in ("1.0", "2.0"):
+            reply = http.get(f"{url}/api/v1/user/", headers=bearer(entra.client_credentials(CI_CLIENT, version=version)),
+                             timeout=10)  # fmt: skip
+            assert reply.status_code == 200, reply.text
+            assert reply.json()["principal"]["client"] == CI_CLIENT
+        obo = entra.on_behalf_of(
+            entra.user_token(version="2.0"), version="2.0", scope=f"{QUAY_API}/repo:read"
+        )
+        principal = http.get(f"{url}/api/v1/user/", headers=bearer(obo), timeout=10).json()["principal"]
+        assert (principal["on_behalf_of"], principal["object_id"]) == (True, USER_OID)
+        refusal = http.get(
+            f"{url}/v2/", headers=bearer(entra.client_credentials(OUTSIDER, version="2.0")), timeout=10
+        )
+        assert refusal.status_code == 401
+        assert refusal.json()["errors"][0]["detail"]["reason"] == "client_not_allowed"
+    finally:
+        server.should_exit = True
+        thread.join(5)
