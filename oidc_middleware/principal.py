@@ -60,12 +60,22 @@ def build_principal(
         roles=_words(claims, "roles"),
         expires_at=datetime.fromtimestamp(expires_at, tz=UTC),
         on_behalf_of=bool(scopes) and authorized_party is not None and authorized_party != client_id,
-        claims=_frozen(claims),
+        claims=_frozen_claims(claims),
     )
 
 
+def _frozen_claims(claims: dict[str, Any]) -> Mapping[str, Any]:
+    """Claims made read-only all the way down: the principal is cached and shared by requests.
+
+    ``claims`` is the validator's own freshly parsed dict, so its containers are replaced in place.
+    """
+    for name, value in claims.items():
+        if value.__class__ is list or value.__class__ is dict:
+            claims[name] = _frozen(value)
+    return MappingProxyType(claims)
+
+
 def _frozen(value: Any) -> Any:
-    """Claims made read-only all the way down: the principal is cached and shared by requests."""
     if isinstance(value, dict):
         return MappingProxyType({name: _frozen(item) for name, item in value.items()})
     if isinstance(value, list):
@@ -87,6 +97,6 @@ def _words(claims: Mapping[str, Any], name: str) -> tuple[str, ...]:
         return ()
     if isinstance(value, str):
         return tuple(value.split())
-    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+    if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
         return tuple(value)
     raise TokenRejected(MALFORMED_TOKEN, f"claim '{name}' is not a string or a list of strings")
