@@ -41,7 +41,9 @@ class TokenCache:
     def __init__(self, max_entries: int) -> None:
         self._max = max_entries
         self._entries: OrderedDict[bytes, Entry] = OrderedDict()
-        self._seen: dict[bytes, None] = {}  # digests verified once, oldest first
+        # Digests verified once, oldest first. An OrderedDict, because popping the oldest key of a
+        # plain dict scans the slots its deletions left behind.
+        self._seen: OrderedDict[bytes, None] = OrderedDict()
         self._lock = threading.Lock()
         forks.register(self)
 
@@ -67,7 +69,7 @@ class TokenCache:
                 return True
             self._seen[key] = None
             if len(self._seen) > self._max:
-                del self._seen[next(iter(self._seen))]
+                self._seen.popitem(last=False)
             return False
 
     def put(self, key: bytes, entry: Entry) -> None:
