@@ -104,11 +104,12 @@ def test_lifetime_honours_max_age_within_bounds(idp: LocalIdP, clock: Clock, cac
 def test_a_scheduled_refresh_never_makes_a_request_wait(idp: LocalIdP, clock: Clock) -> None:
     validator = make_validator(idp, clock)
     validator.validate(token(idp, clock))
-    idp.fault, idp.delay = "slow", 1.5  # the provider now takes 1.5 s to answer
+    idp.fault, idp.delay = "slow", 2.0  # the provider now takes 2 s to answer
     clock.advance(3600 - 200)
-    started = time.monotonic()
     validator.validate(token(idp, clock))  # starts the refresh in the background
-    assert time.monotonic() - started < 0.5
+    # The request has its answer while the refresh is still waiting for the provider.
+    refresh = validator.providers["azure"]._refresh_thread
+    assert refresh is not None and refresh.is_alive()
     refresh_done(validator)
     assert key_fetches(idp) == 2
 
@@ -247,9 +248,7 @@ def test_during_an_outage_known_keys_work_and_new_kids_are_refused_quickly(
     idp.stop()
     clock.advance(61)
     served = 0
-    worst = 0.0
     for index in range(100):
-        started = time.monotonic()
         if index % 10 == 0:
             assert (
                 reason_of(validator, token(idp, clock, key=attacker_key, header={"kid": f"new-{index}"}))
@@ -258,9 +257,9 @@ def test_during_an_outage_known_keys_work_and_new_kids_are_refused_quickly(
         else:
             validator.validate(token(idp, clock))
             served += 1
-        worst = max(worst, time.monotonic() - started)
     assert served == 90
-    assert worst < 1.0
+    # Ten new kids cost one attempt on the dead provider, not ten: refetches are throttled.
+    assert validator.stats()["key_fetches"] == {"ok": 1, "failed": 1}
     idp.start()
     clock.advance(61)
     new_key = idp.rotate()
@@ -285,7 +284,7 @@ def test_a_misbehaving_provider_gives_a_clear_error_and_never_a_hang(
     idp: LocalIdP, clock: Clock, fault: str, settings: dict[str, Any], error: str
 ) -> None:
     idp.fault = fault
-    idp.delay = 2.0 if fault == "slow" else 0.05
+    idp.delay = 30.0 if fault == "slow" else 0.05  # a drip of a few hundred bytes takes 15+ s
     validator = make_validator(idp, clock, **settings)
     started = time.monotonic()
     with pytest.raises(TokenRejected) as caught:
@@ -293,7 +292,7 @@ def test_a_misbehaving_provider_gives_a_clear_error_and_never_a_hang(
     elapsed = time.monotonic() - started
     assert caught.value.reason == "keys_unavailable"
     assert error in caught.value.description
-    assert elapsed < 3.0
+    assert elapsed < 10.0  # bounded by the 1 s timeout or deadline, far below the provider's pace
     if fault == "redirect":
         assert "redirect to attacker.example not followed" in caught.value.description
 
@@ -448,7 +447,5 @@ def test_tokens_of_non_url_issuers_never_wait_for_a_slow_discovery(idp: LocalIdP
     quay_token = mint(
         {"iss": "quay", "sub": "alice", "aud": "quay.example.com", "exp": clock() + 300}, SigningKey.rsa("q")
     )
-    started = time.monotonic()
     assert reason_of(validator, quay_token) == "issuer_not_configured"
-    assert time.monotonic() - started < 0.5
-    assert sum(idp.hits.values()) == 0
+    assert sum(idp.hits.values()) == 0  # no discovery was even attempted
