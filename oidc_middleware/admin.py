@@ -15,10 +15,9 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from .claims import authorized_party, check_audience, check_authorized_party, check_time, require_claims
-from .config import ConfigSource, MiddlewareConfig, ProviderConfig, load_config
-from .crypto import SUPPORTED_ALGORITHMS
-from .errors import ConfigError, TokenRejected
-from .jws import check_signature, fingerprint, parse_compact, parse_json_object
+from .config import ConfigSource, MiddlewareConfig, ProviderConfig, load_config, normalize_issuer
+from .errors import ISSUER_NOT_CONFIGURED, ConfigError, TokenRejected
+from .jws import check_algorithm, check_signature, fingerprint, parse_compact, parse_json_object
 from .keys import FetchNeeded
 from .validator import TokenValidator
 
@@ -95,20 +94,20 @@ def explain_token(
             print(f"  {name:<9}{_claim(name, claims[name], now)}", file=out)
     steps.ok("parse", "a strict compact JWS with JSON header and payload")
     try:
-        keys = validator._provider_for_issuer(claims, may_fetch=online)
+        keys = validator.provider_for(claims, may_fetch=online)
     except FetchNeeded:
         steps.skipped("issuer", "some providers take their issuer from discovery; run with --online")
+        steps.incomplete = True
         return steps.verdict(config, validator, token, online)
     except TokenRejected as rejection:
         steps.failed("issuer", rejection)
         return steps.verdict(config, validator, token, online)
     provider = keys.provider
     steps.ok("issuer", f"matched provider {provider.id!r} ({provider.config_key})")
-    alg, kid = jws.alg, jws.kid
-    if alg not in SUPPORTED_ALGORITHMS:
-        steps.failed(
-            "signature", TokenRejected("unsupported_algorithm", f"algorithm {alg[:16]!r} is not accepted")
-        )
+    try:
+        alg, kid = check_algorithm(jws), jws.kid
+    except TokenRejected as rejection:
+        steps.failed("signature", rejection)
         return steps.verdict(config, validator, token, online)
     if online:
         try:
@@ -141,6 +140,7 @@ class _Steps:
         self.out = out
         self.reason: str | None = None
         self.signature_checked = False
+        self.incomplete = False  # a step could not be taken offline: no decision
         self._started = False
 
     def ok(self, name: str, detail: str) -> None:
@@ -172,6 +172,9 @@ class _Steps:
             if truth != (self.reason or "accepted"):
                 print(f"  note: the validator itself answers {truth}", file=out)
                 self.reason = None if truth == "accepted" else truth
+        if self.reason is None and self.incomplete:
+            print("decision   undetermined offline: run with --online", file=out)
+            return 1
         if self.reason is None:
             caveat = (
                 ""
@@ -180,7 +183,7 @@ class _Steps:
             )
             print(f"decision   accepted{caveat}", file=out)
             return 0
-        if self.reason == "issuer_not_configured" and config.unknown_issuer == "pass":
+        if self.reason == ISSUER_NOT_CONFIGURED and config.unknown_issuer == "pass":
             print("decision   issuer_not_configured: with UNKNOWN_ISSUER pass, the request reaches Quay "
                   "untouched and without a principal", file=out)  # fmt: skip
         else:
@@ -217,8 +220,9 @@ def _configured(provider: ProviderConfig, discovered: str | None) -> str:
         return ""
     if not provider.issuers:
         return " (used as the provider's issuer)"
-    normal = discovered.rstrip("/")
-    return " (configured)" if any(i.rstrip("/") == normal for i in provider.issuers) else " (NOT configured)"
+    normal = normalize_issuer(discovered)
+    configured = any(normalize_issuer(issuer) == normal for issuer in provider.issuers)
+    return " (configured)" if configured else " (NOT configured)"
 
 
 def _claim(name: str, value: Any, now: float) -> str:

@@ -12,10 +12,10 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from .config import ConfigSource, MiddlewareConfig
-from .decision import Decider, Decision, HttpRequest
+from .decision import Decider, Decision, HttpRequest, request_id
 from .keys import FetchNeeded
 from .validator import TokenValidator
-from .wsgi import PRINCIPAL_KEY, _request_id
+from .wsgi import PRINCIPAL_KEY
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -34,7 +34,7 @@ class OIDCASGIMiddleware:
     def __init__(
         self,
         app: ASGIApp,
-        config: MiddlewareConfig | ConfigSource,
+        config: MiddlewareConfig | ConfigSource | None,
         *,
         validator: TokenValidator | None = None,
     ) -> None:
@@ -86,7 +86,7 @@ def _request(scope: Scope, authorization: tuple[str, ...]) -> HttpRequest:
         server_host, port = scope["server"]
         host = f"{server_host}:{port}"
     client = scope.get("client")
-    request_id = headers.get(b"x-request-id")
+    raw_request_id = headers.get(b"x-request-id")
     return HttpRequest(
         method=scope.get("method", "GET"),
         path=scope.get("path", "") or "/",
@@ -95,5 +95,5 @@ def _request(scope: Scope, authorization: tuple[str, ...]) -> HttpRequest:
         host=host,
         scheme=scope.get("scheme", "http"),
         remote_addr=client[0] if client else None,
-        request_id=_request_id(request_id.decode("latin-1") if request_id is not None else None),
+        request_id=request_id(raw_request_id.decode("latin-1") if raw_request_id is not None else None),
     )

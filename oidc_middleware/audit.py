@@ -16,7 +16,7 @@ from typing import Any, Final, TextIO
 
 import structlog
 
-from .credentials import Credential
+from .credentials import BEARER, Credential
 from .jws import fingerprint
 from .principal import Principal
 
@@ -30,7 +30,8 @@ class _RequestLogger:
     structlog's lazy proxy builds a new logger on every call (a few microseconds on every
     request). This keeps the bound logger until the application's structlog configuration
     changes, and asks it whether a level is enabled before any field is computed, so that
-    filtered-out events cost next to nothing. It never changes the configuration.
+    filtered-out events cost next to nothing. It never changes the configuration. Threads may
+    rebuild it at the same time after a reconfiguration; each gets a logger for the new one.
     """
 
     def __init__(self) -> None:
@@ -88,7 +89,7 @@ def token_event(
     if credential is not None:
         fields["credential"] = credential.kind
         # A password in Basic credentials that is not a JWT may be weak: no hash of it is logged.
-        if credential.kind == "bearer" or credential.looks_like_jwt:
+        if credential.kind == BEARER or credential.looks_like_jwt:
             fields["token_fingerprint"] = fingerprint(credential.token)
         if credential.robot is not None:
             fields["robot"] = _short(credential.robot)

@@ -69,8 +69,8 @@ class Setting:
                 return f"must be an http or https URL, got {_type(value) if parts is None else repr(value)}"
             return None
         if self.kind == "file":
-            if not isinstance(value, str) or not os.path.isfile(value):
-                return f"must be the path of an existing file, got {value!r}"
+            if not isinstance(value, str) or not os.path.isfile(value) or not os.access(value, os.R_OK):
+                return f"must be the path of an existing, readable file, got {value!r}"
             return None
         if not isinstance(value, list) or not value:
             return f"must be a non-empty list of path prefixes, got {_type(value)}"

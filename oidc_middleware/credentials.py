@@ -1,8 +1,8 @@
 """Where a token travels in a request to Quay, and which requests carry one we examine.
 
 * ``Authorization: Bearer <token>`` on a path under ``PROTECTED_PATHS`` (``/api/``, ``/v2/``);
-* ``docker login`` with user ``$oauthtoken``: Basic credentials on ``GET /v2/auth`` whose
-  password is the token;
+* ``docker login`` with user ``$oauthtoken``: Basic credentials on ``/v2/auth`` (any method)
+  whose password is the token;
 * robot federation: Basic ``<robot name>:<token>`` on ``/oauth2/federation/robot/token``.
 
 Everything else is not ours and reaches the application untouched.

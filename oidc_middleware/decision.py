@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from . import audit
-from .config import ConfigSource, MiddlewareConfig
+from .config import ConfigSource, MiddlewareConfig, load_config
 from .credentials import Credential, InvalidRequest, find_credential
 from .errors import ISSUER_NOT_CONFIGURED, MALFORMED_TOKEN, TokenRejected
 from .jws import fingerprint
@@ -65,10 +65,20 @@ class Decider:
 
     @classmethod
     def build(
-        cls, config: MiddlewareConfig | ConfigSource, validator: TokenValidator | None = None
+        cls, config: MiddlewareConfig | ConfigSource | None, validator: TokenValidator | None = None
     ) -> Decider:
-        """The decider of an adapter: over ``validator`` when given (shared caches), else a new one."""
-        return cls(validator if validator is not None else TokenValidator(config))
+        """The decider of an adapter: over ``validator`` when given (shared caches), else a new one.
+
+        With both, ``config`` (may be None) must be the validator's: two configurations for one
+        middleware would be a silent misconfiguration.
+        """
+        if validator is None:
+            if config is None:
+                raise ValueError("a configuration or a validator is needed")
+            return cls(TokenValidator(config))
+        if config is not None and load_config(config) != validator.config:
+            raise ValueError("config differs from validator.config; pass one or the other")
+        return cls(validator)
 
     def decide(self, request: HttpRequest, *, may_fetch: bool = True) -> Decision:
         """The decision for ``request``. With ``may_fetch=False``, FetchNeeded may be raised."""
@@ -150,6 +160,13 @@ class Decider:
             scheme=config.preferred_url_scheme if config.server_hostname else request.scheme,
             hide_description=config.hide_error_descriptions,
         )
+
+
+def request_id(value: str | None) -> str | None:
+    """The X-Request-ID header as logged: printable, at most 128 characters."""
+    if value is None:
+        return None
+    return "".join(ch for ch in value[:128] if ch.isprintable())
 
 
 def _context(request: HttpRequest) -> dict[str, str | None]:

@@ -70,8 +70,11 @@ class TokenRejected(OIDCMiddlewareError):
         self.description = description
         self.provider = provider
         self.claims: Mapping[str, Any] | None = None
-        self.error = "invalid_token"
-        self.status_code = 503 if reason == KEYS_UNAVAILABLE else 401
+        # RFC 6750 3.1 for a token that cannot be accepted; OAuth's temporarily_unavailable
+        # (RFC 6749 4.1.2.1) when the keys to check it are missing: the token may well be fine.
+        unavailable = reason == KEYS_UNAVAILABLE
+        self.error = "temporarily_unavailable" if unavailable else "invalid_token"
+        self.status_code = 503 if unavailable else 401
         super().__init__(f"{reason}: {description}")
 
     def __repr__(self) -> str:

@@ -22,6 +22,7 @@ import urllib3
 
 from . import forks
 from .config import MiddlewareConfig
+from .jws import refuse_constant
 
 _MAX_AGE = re.compile(r"(?:^|[,\s])max-age\s*=\s*\"?(\d{1,10})\"?", re.IGNORECASE)
 _NO_STORE = re.compile(r"(?:^|[,\s])(?:no-store|no-cache)(?:$|[,\s])", re.IGNORECASE)
@@ -139,15 +140,11 @@ def _check_status(response: requests.Response, url: str) -> None:
 
 def _parse(body: bytes, url: str, content_type: str) -> Any:
     try:
-        return json.loads(body, parse_constant=_refuse_constant)
+        return json.loads(body, parse_constant=refuse_constant)
     except RecursionError:
         raise FetchError(f"response from {url} is nested too deeply") from None
     except ValueError:
         raise FetchError(f"response from {url} is not JSON (Content-Type {content_type[:60]})") from None
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def _max_age(cache_control: str) -> int | None:

@@ -16,11 +16,12 @@ from types import MappingProxyType
 from typing import Any, Final, NamedTuple, Protocol
 
 from . import base64url
+from .config import SETTINGS
 from .crypto import SUPPORTED_ALGORITHMS
 from .errors import INVALID_SIGNATURE, MALFORMED_TOKEN, UNSUPPORTED_ALGORITHM, TokenRejected
 from .jwk import Jwk, KeySet
 
-DEFAULT_MAX_TOKEN_BYTES: Final = 16 * 1024
+DEFAULT_MAX_TOKEN_BYTES: Final[int] = SETTINGS["MAX_TOKEN_BYTES"].default
 MAX_HEADER_CHARS: Final = 4096  # a JOSE header is a few hundred bytes; Entra's are under 300
 MAX_JSON_DEPTH: Final = 16
 
@@ -69,8 +70,7 @@ def parse_compact(token: str, *, max_bytes: int = DEFAULT_MAX_TOKEN_BYTES) -> Co
         raise _malformed(f"token header is longer than {MAX_HEADER_CHARS} characters")
     header = _HEADERS.get(header_b64)
     if header is None:
-        header = parse_json_object(_decode(header_b64, "header"), "header")
-        _remember_header(header_b64, header)
+        header = _remember_header(header_b64, parse_json_object(_decode(header_b64, "header"), "header"))
     signature = _decode(signature_b64, "signature")
     payload = _decode(payload_b64, "payload")
     alg = header.get("alg")
@@ -86,23 +86,34 @@ def parse_compact(token: str, *, max_bytes: int = DEFAULT_MAX_TOKEN_BYTES) -> Co
 
 
 # A provider's tokens share a handful of headers (one per signing key): parsed once, kept read-only.
+# Shared by all threads without a lock: single dict operations are atomic, and a header lost to a
+# concurrent clear() is simply parsed again.
 _HEADERS: dict[str, Mapping[str, Any]] = {}
 _MAX_HEADERS: Final = 256
 
 
-def _remember_header(encoded: str, header: dict[str, Any]) -> None:
+def _remember_header(encoded: str, header: dict[str, Any]) -> Mapping[str, Any]:
     if len(_HEADERS) >= _MAX_HEADERS:
         _HEADERS.clear()
-    _HEADERS[encoded] = MappingProxyType(header)
+    frozen = _HEADERS[encoded] = MappingProxyType(header)
+    return frozen
+
+
+def check_algorithm(jws: CompactJWS) -> str:
+    """The token's ``alg`` when it is one we accept; TokenRejected(unsupported_algorithm) if not.
+
+    RFC 8725 3.1 and 3.2: the accepted algorithms are ours, never the token's; no 'none', no HMAC
+    (a public key must never become a shared secret).
+    """
+    alg = jws.alg
+    if alg not in SUPPORTED_ALGORITHMS:
+        raise TokenRejected(UNSUPPORTED_ALGORITHM, f"algorithm {alg[:16]!r} is not accepted")
+    return alg
 
 
 def check_signature(jws: CompactJWS, keys: KeySource) -> Jwk:
     """Verify ``jws`` with the one key the policy selects from ``keys``; return that key."""
-    alg = jws.alg
-    # RFC 8725 3.1 and 3.2: the accepted algorithms are ours, never the token's; no 'none', no
-    # HMAC (a public key must never become a shared secret).
-    if alg not in SUPPORTED_ALGORITHMS:
-        raise TokenRejected(UNSUPPORTED_ALGORITHM, f"algorithm {alg[:16]!r} is not accepted")
+    alg = check_algorithm(jws)
     if not jws.signature:
         # Checked after the algorithm, so that an unsigned 'alg: none' token is named for what it is.
         raise _malformed("token has an empty signature")
@@ -166,13 +177,14 @@ def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def _refuse_constant(name: str) -> Any:
+def refuse_constant(name: str) -> Any:
+    """For ``json``'s ``parse_constant``: NaN and Infinity are not JSON (RFC 8259)."""
     raise ValueError(f"{name} is not JSON")
 
 
 # One decoder for all tokens (json.loads with options builds a new one per call).
 _DECODER: Final = json.JSONDecoder(
-    object_pairs_hook=_object_without_duplicates, parse_constant=_refuse_constant
+    object_pairs_hook=_object_without_duplicates, parse_constant=refuse_constant
 )
 
 

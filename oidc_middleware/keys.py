@@ -16,6 +16,11 @@
   still absent after a fetch is remembered as absent for the same interval, so a storm of forged
   kids costs neither fetches nor lock waits.
 * Each provider's keys are used only for tokens whose issuer maps to that provider.
+
+Threads: fetches run under one lock per provider. Requests read the key set, the times and the
+absent-kid dict without it, relying on single reads and writes of attributes and dict items being
+atomic in CPython; a lost update there costs at most one extra lookup or fetch attempt, never a
+wrong decision, since every key set a request can see was fetched and checked whole.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from typing import Any, Final
 from . import forks
 from .audit import log
 from .config import MiddlewareConfig, ProviderConfig, normalize_issuer, url_problem
-from .errors import KEYS_UNAVAILABLE, UNKNOWN_KEY, TokenRejected
+from .errors import KEYS_UNAVAILABLE, UNKNOWN_KEY, OIDCMiddlewareError, TokenRejected
 from .fetch import Fetched, Fetcher, FetchError
 from .jwk import Jwk, KeySet
 from .stats import Stats
@@ -44,7 +49,7 @@ MAX_ABSENT_KIDS: Final = 4096
 Clock = Callable[[], float]
 
 
-class FetchNeeded(Exception):
+class FetchNeeded(OIDCMiddlewareError):
     """Raised instead of fetching when the caller said it must not block (an event loop)."""
 
 
@@ -118,14 +123,12 @@ class ProviderKeys:
         """The key set in use (starting a background refresh when one is due)."""
         return self._usable_keys(may_fetch)
 
-    def discovered_issuer(self, *, may_fetch: bool = True) -> str | None:
+    def discovered_issuer(self) -> str | None:
         """The issuer the discovery document names, fetching it if needed; None if unavailable."""
         if self._discovery is not None:
             return str(self._discovery["issuer"])
         if self._clock() < self._next_attempt_at:
             return None
-        if not may_fetch:
-            raise FetchNeeded
         with self._lock:
             try:
                 return str(self._discover()["issuer"])
@@ -149,7 +152,7 @@ class ProviderKeys:
         age = now - self._fetched_at if keys is not None else None
         return {
             "keys_loaded": keys is not None,
-            "usable": keys is not None and age is not None and age <= self._config.keys_max_staleness_seconds,
+            "usable": self._fresh_enough(now),
             "kids": [key.kid for key in keys.keys] if keys is not None else [],
             "age_seconds": round(age, 1) if age is not None else None,
             "refresh_due": keys is not None and now >= self._refresh_at,
@@ -157,7 +160,9 @@ class ProviderKeys:
             # What the discovery document last named, even when it was refused for it.
             "discovered_issuer": self._issuer_seen,
             "last_error": self.last_error,
-            "last_error_age_seconds": round(now - self.last_error_at, 1) if self.last_error_at else None,
+            "last_error_age_seconds": round(now - self.last_error_at, 1)
+            if self.last_error_at is not None
+            else None,
             "next_attempt_in_seconds": round(max(0.0, self._next_attempt_at - now), 1),
         }
 
@@ -175,15 +180,15 @@ class ProviderKeys:
             now = self._clock()
             if now < self._refresh_at:
                 return keys
-            if now - self._fetched_at <= self._config.keys_max_staleness_seconds:
+            if self._fresh_enough(now):
                 self._refresh_in_background()
                 return keys
         if not may_fetch:
             raise FetchNeeded
         with self._lock:
-            if not self._fresh_enough():
+            if not self._fresh_enough(self._clock()):
                 self._fetch_keys()
-            if not self._fresh_enough():
+            if not self._fresh_enough(self._clock()):
                 raise TokenRejected(
                     KEYS_UNAVAILABLE,
                     f"signing keys of provider {self.provider.id!r} are unavailable: "
@@ -193,11 +198,9 @@ class ProviderKeys:
             assert self._keys is not None
             return self._keys
 
-    def _fresh_enough(self) -> bool:
-        return (
-            self._keys is not None
-            and self._clock() - self._fetched_at <= self._config.keys_max_staleness_seconds
-        )
+    def _fresh_enough(self, now: float) -> bool:
+        """Keys are in hand and not older than KEYS_MAX_STALENESS_SECONDS: the one staleness rule."""
+        return self._keys is not None and now - self._fetched_at <= self._config.keys_max_staleness_seconds
 
     def _refresh_in_background(self) -> None:
         """Start one refresh thread unless one runs or the back-off says wait."""
@@ -311,8 +314,9 @@ class ProviderKeys:
         )
 
     def _jwks_uri(self, refresh_discovery: bool, deadline: float) -> str:
-        stale_is_fine = self._discovery is not None and not refresh_discovery
-        document = self._discovery if stale_is_fine and self._discovery else self._discover(deadline)
+        document = self._discovery
+        if document is None or refresh_discovery:
+            document = self._discover(deadline)
         uri = document.get("jwks_uri")
         problem = url_problem(uri)
         if problem is not None:

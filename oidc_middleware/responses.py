@@ -72,7 +72,7 @@ def _api(reason: str, error: str, status: int, description: str, host: str, hide
     if status == 503:
         # Not a challenge: the credentials may be right, the keys to check them are missing.
         headers.append(("Retry-After", str(RETRY_AFTER_SECONDS)))
-        body["error"] = "temporarily_unavailable"
+        body["error"] = error
     else:
         challenge = f'Bearer realm="{host}", error="{error}"'
         if not hide:
@@ -96,7 +96,8 @@ def _registry(reason: str, status: int, description: str, host: str, scheme: str
         code = "UNAVAILABLE"
     else:
         code = "UNAUTHORIZED"
-    message = "authentication required" if hide else description
+    hidden = "service unavailable, try again later" if status == 503 else "authentication required"
+    message = hidden if hide else description
     body = {"errors": [{"code": code, "message": message, "detail": {"reason": reason}}]}
     return Response(status, tuple(headers), _json(body))
 

@@ -1,6 +1,6 @@
 """A small OpenID provider on loopback, shaped like Microsoft Entra ID, for tests and the demo.
 
-It serves, over real HTTP on 127.0.0.1, a v1.0-shaped issuer (``.../{tenant}/``) and a
+It serves, over real HTTP on 127.0.0.1, a v1.0-shaped issuer (``.../sts/{tenant}/``) and a
 v2.0-shaped issuer (``.../{tenant}/v2.0``) with their discovery documents and one JWKS, as an Entra
 tenant does; and it mints tokens shaped like Entra's v1.0 and v2.0 access tokens. Use it to
 test an application behind the middleware without reaching the real identity provider.

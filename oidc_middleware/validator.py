@@ -70,13 +70,14 @@ class TokenValidator:
             for keys in self.providers.values()
             for issuer in keys.provider.issuers
         }
-        # Providers configured without an issuer take it from their discovery document.
+        # Providers configured without an issuer take it from their discovery document. Both maps
+        # are read without a lock and changed only under the discovery lock (atomic dict items).
         self._undiscovered = [keys for keys in self.providers.values() if not keys.provider.issuers]
         self._after_fork_in_child()
         forks.register(self)
 
     def _after_fork_in_child(self) -> None:
-        self._discovery_lock_: threading.Lock | None = None  # created at first use (see forks)
+        self._discovery_lock: threading.Lock | None = None  # created at first use (see forks)
 
     def stats(self) -> dict[str, Any]:
         """Counters since start: accepted, rejected by reason, passed through by reason, key
@@ -104,9 +105,9 @@ class TokenValidator:
         ``post_fork``: a gevent worker patches threading only after that hook, so a lock the fetch
         created there would block the worker's greenlets.
         """
+        with forks.lazy_lock(self, "_discovery_lock"):
+            self._discover_pending()
         for keys in self.providers.values():
-            if not keys.provider.issuers:
-                keys.discovered_issuer()
             keys.prefetch()
         return self.health()
 
@@ -133,15 +134,22 @@ class TokenValidator:
         key = TokenCache.key(token)
         entry = self._cache.get(key)
         if entry is not None:
-            principal = self._still_valid(entry, may_fetch)
+            principal = self._still_valid(entry)
             if principal is not None:
                 self._stats.add("token_cache", "hits")
                 return principal
             self._cache.drop(key)
+        try:
+            principal = self._verify(token, may_fetch, cache_key=key)
+        except FetchNeeded:
+            raise  # retried in a worker thread, where the miss is counted
+        except TokenRejected:
+            self._stats.add("token_cache", "misses")
+            raise
         self._stats.add("token_cache", "misses")
-        return self._verify(token, may_fetch, cache_key=key)
+        return principal
 
-    def _still_valid(self, entry: Entry, may_fetch: bool) -> Principal | None:
+    def _still_valid(self, entry: Entry) -> Principal | None:
         """A cached acceptance, if it still holds now: time, and the key still published."""
         if self._clock() > entry.valid_until:
             return None  # the full path then says why (usually token_expired)
@@ -162,7 +170,7 @@ class TokenValidator:
             raise
         provider = keys.provider
         try:
-            jwk = check_signature(jws, keys if may_fetch else _Fetching(keys, may_fetch))
+            jwk = check_signature(jws, keys if may_fetch else _NonBlocking(keys))
             require_claims(claims)
             expires = check_time(claims, self._clock(), self.config.leeway_seconds)
             audience = check_audience(claims, provider)
@@ -180,12 +188,17 @@ class TokenValidator:
             rejection.provider = provider.id
             rejection.claims = claims
             raise
-        if cache_key is not None and self._cache is not None and self._cache.admit(cache_key):
+        if self._cache is not None and cache_key is not None and self._cache.admit(cache_key):
             valid_until = min(
                 expires + self.config.leeway_seconds, self._clock() + self.config.token_cache_seconds
             )
             self._cache.put(cache_key, Entry(principal, keys, jwk.fingerprint, valid_until))
         return principal
+
+    def provider_for(self, claims: Mapping[str, Any], *, may_fetch: bool = True) -> ProviderKeys:
+        """The provider whose keys must verify a token with these (unverified) claims: the
+        pipeline's issuer lookup, for tools such as ``explain``. TokenRejected when none."""
+        return self._provider_for_issuer(claims, may_fetch)
 
     def _provider_for_issuer(self, claims: Mapping[str, Any], may_fetch: bool) -> ProviderKeys:
         """Choose the provider by the unverified ``iss``: exact match, one trailing ``/`` ignored."""
@@ -206,7 +219,7 @@ class TokenValidator:
         return keys
 
     def _discover_issuers(self, issuer: str) -> ProviderKeys | None:
-        lock = forks.lazy_lock(self, "_discovery_lock_")
+        lock = forks.lazy_lock(self, "_discovery_lock")
         # One thread discovers; the others do not queue behind a slow provider: for them the
         # issuer is unknown until discovery has succeeded.
         if not lock.acquire(blocking=False):
@@ -235,14 +248,13 @@ class TokenValidator:
                 )
 
 
-class _Fetching:
-    """A provider's keys as a KeySource, fetching or not as the caller allows."""
+class _NonBlocking:
+    """A provider's keys as a KeySource that never fetches (raises FetchNeeded instead)."""
 
-    __slots__ = ("_keys", "_may_fetch")
+    __slots__ = ("_keys",)
 
-    def __init__(self, keys: ProviderKeys, may_fetch: bool) -> None:
+    def __init__(self, keys: ProviderKeys) -> None:
         self._keys = keys
-        self._may_fetch = may_fetch
 
     def select(self, kid: str | None, alg: str) -> Jwk:
-        return self._keys.select(kid, alg, may_fetch=self._may_fetch)
+        return self._keys.select(kid, alg, may_fetch=False)

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .config import ConfigSource, MiddlewareConfig
-from .decision import Decider, HttpRequest
+from .decision import Decider, HttpRequest, request_id
 from .validator import TokenValidator
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ class OIDCMiddleware:
     def __init__(
         self,
         app: WSGIApplication,
-        config: MiddlewareConfig | ConfigSource,
+        config: MiddlewareConfig | ConfigSource | None,
         *,
         validator: TokenValidator | None = None,
     ) -> None:
@@ -66,11 +66,5 @@ def _request(environ: dict[str, Any], authorization: str) -> HttpRequest:
         host=host,
         scheme=environ.get("wsgi.url_scheme", "http"),
         remote_addr=environ.get("REMOTE_ADDR"),
-        request_id=_request_id(environ.get("HTTP_X_REQUEST_ID")),
+        request_id=request_id(environ.get("HTTP_X_REQUEST_ID")),
     )
-
-
-def _request_id(value: str | None) -> str | None:
-    if value is None:
-        return None
-    return "".join(ch for ch in value[:128] if ch.isprintable())

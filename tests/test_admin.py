@@ -156,3 +156,17 @@ def test_explain_with_a_bad_config_lists_its_problems(tmp_path: Path, idp: Local
     result = explain(tmp_path, idp, idp.token(), config={"AZURE_LOGIN_CONFIG": {"OIDC_SERVER": "nope"}})
     assert result.returncode == 2
     assert "AZURE_LOGIN_CONFIG.OIDC_SERVER" in result.stdout
+
+
+def test_explain_offline_cannot_decide_for_a_provider_that_learns_its_issuer_online(
+    tmp_path: Path, idp: LocalIdP
+) -> None:
+    result = explain(
+        tmp_path, idp, idp.token(client=CI_CLIENT, now=0), config=quay_config(idp, OIDC_ISSUERS=None)
+    )
+    assert result.returncode == 1
+    assert "skip  issuer" in result.stdout
+    assert "decision   undetermined offline: run with --online" in result.stdout
+    online = explain(tmp_path, idp, idp.token(client=CI_CLIENT, now=0), "--online",
+                     config=quay_config(idp, OIDC_ISSUERS=None))  # fmt: skip
+    assert "FAIL  time      token_expired" in online.stdout

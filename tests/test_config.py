@@ -256,7 +256,7 @@ def test_proxy_and_ca_bundle_settings_are_checked(tmp_path: Path) -> None:
     )
     assert problems == [
         "OIDC_MIDDLEWARE_CONFIG.HTTPS_PROXY: must be an http or https URL, got 'proxy:3128'",
-        "OIDC_MIDDLEWARE_CONFIG.CA_BUNDLE: must be the path of an existing file, got '/nonexistent/ca.pem'",
+        "OIDC_MIDDLEWARE_CONFIG.CA_BUNDLE: must be the path of an existing, readable file, got '/nonexistent/ca.pem'",
     ]
 
 

@@ -498,6 +498,26 @@ def test_asgi_never_fetches_keys_on_the_event_loop(idp: LocalIdP) -> None:
     assert send("/api/v1/user/", bearer(idp.token(client=CI_CLIENT))).status == 200  # warm: on the loop
     assert len(session.threads) == 2  # discovery and keys, once
     assert all(thread is not threading.main_thread() for thread in session.threads)
+    # The cold request went to a worker thread once; it is still one cache miss, not two.
+    assert validator.stats()["token_cache"]["misses"] == 2
+
+
+def test_one_middleware_cannot_get_two_configurations(idp: LocalIdP) -> None:
+    validator = TokenValidator(quay_config(idp))
+    other = quay_config(idp)
+    other["OIDC_MIDDLEWARE_CONFIG"] = {"UNKNOWN_ISSUER": "reject"}
+    with pytest.raises(ValueError, match=r"differs from validator\.config"):
+        OIDCMiddleware(echo_wsgi([]), other, validator=validator)
+    assert OIDCMiddleware(echo_wsgi([]), None, validator=validator).validator is validator
+    assert OIDCASGIMiddleware(echo_asgi([]), validator.config, validator=validator).validator is validator
+
+
+def test_prefetch_learns_the_issuers_of_providers_configured_without_one(idp: LocalIdP) -> None:
+    validator = TokenValidator(quay_config(idp, OIDC_ISSUERS=None))
+    assert validator.prefetch()["ready"] is True
+    # Known now: an event loop can decide without a worker thread.
+    principal = validator.validate(idp.token(client=CI_CLIENT), may_fetch=False)
+    assert principal.issuer == idp.v2_issuer
 
 
 # -- found in review -------------------------------------------------------------------------------
