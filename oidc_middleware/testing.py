@@ -22,8 +22,14 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
 from . import base64url
+from .crypto import CURVE_SIZES, EC_ALGORITHMS
 
-_CURVES = {"P-256": (ec.SECP256R1, 32), "P-384": (ec.SECP384R1, 48), "P-521": (ec.SECP521R1, 66)}
+_CURVES: dict[str, type[ec.SECP256R1 | ec.SECP384R1 | ec.SECP521R1]] = {
+    "P-256": ec.SECP256R1,
+    "P-384": ec.SECP384R1,
+    "P-521": ec.SECP521R1,
+}
+_ES_FOR_CURVE = {curve: alg for alg, curve in EC_ALGORITHMS.items()}
 _HASHES: dict[str, type[hashes.SHA256 | hashes.SHA384 | hashes.SHA512]] = {
     "256": hashes.SHA256,
     "384": hashes.SHA384,
@@ -45,8 +51,7 @@ class SigningKey:
 
     @classmethod
     def ec(cls, kid: str | None = "ec-key-1", *, curve: str = "P-256") -> SigningKey:
-        alg = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}[curve]
-        return cls(kid, alg, ec.generate_private_key(_CURVES[curve][0]()))
+        return cls(kid, _ES_FOR_CURVE[curve], ec.generate_private_key(_CURVES[curve]()))
 
     def public_jwk(self, **extra: Any) -> dict[str, Any]:
         """The public JWK, Entra style (``use: sig``, no ``alg``); ``extra`` adds members."""
@@ -58,7 +63,7 @@ class SigningKey:
         else:
             point = public.public_numbers()
             crv = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}[public.curve.name]
-            size = _CURVES[crv][1]
+            size = CURVE_SIZES[crv]
             jwk.update(
                 kty="EC",
                 crv=crv,
@@ -81,7 +86,7 @@ class SigningKey:
             return key.sign(signing_input, padding.PKCS1v15(), digest)
         der = key.sign(signing_input, ec.ECDSA(digest))
         r, s = utils.decode_dss_signature(der)
-        size = _CURVES[{"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}[alg]][1]
+        size = CURVE_SIZES[EC_ALGORITHMS[alg]]
         return r.to_bytes(size, "big") + s.to_bytes(size, "big")
 
 

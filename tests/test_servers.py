@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import base64
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
-import uvicorn
-from conftest import CI_CLIENT, OUTSIDER, RHDH_CLIENT, USER_OID, load_example, quay_config
+from conftest import CI_CLIENT, OUTSIDER, RHDH_CLIENT, USER_OID, load_example, quay_config, serve_asgi
 from werkzeug.serving import make_server
 
 from oidc_middleware import TokenValidator
@@ -35,20 +33,8 @@ def wsgi_server(idp: LocalIdP) -> Iterator[str]:
 
 @pytest.fixture
 def asgi_server(idp: LocalIdP) -> Iterator[str]:
-    example = load_example("asgi_app")
-    app = example.create_app(quay_config(idp))
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(5)
+    with serve_asgi(load_example("asgi_app").create_app(quay_config(idp))) as url:
+        yield url
 
 
 def auth(token: str) -> dict[str, str]:

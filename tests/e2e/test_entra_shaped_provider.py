@@ -345,23 +345,10 @@ def test_robot_federation_applies_the_allowlist(
 
 def test_asgi_adapter_under_uvicorn(entra: EntraShapedProvider, http: requests.Session) -> None:
     """The same tokens through OIDCASGIMiddleware served by uvicorn (keys fetched off the loop)."""
-    import threading
-
-    import uvicorn
-    from conftest import load_example
+    from conftest import load_example, serve_asgi
 
     app = load_example("asgi_app").create_app(quay_config(entra))
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    try:
+    with serve_asgi(app) as url:
         for version in ("1.0", "2.0"):
             reply = http.get(f"{url}/api/v1/user/", headers=bearer(entra.client_credentials(CI_CLIENT, version=version)),
                              timeout=10)  # fmt: skip
@@ -377,6 +364,3 @@ def test_asgi_adapter_under_uvicorn(entra: EntraShapedProvider, http: requests.S
         )
         assert refusal.status_code == 401
         assert refusal.json()["errors"][0]["detail"]["reason"] == "client_not_allowed"
-    finally:
-        server.should_exit = True
-        thread.join(5)
