@@ -103,7 +103,7 @@ def token_event(
             ("azp", principal.authorized_party),
             ("aud", principal.audience),
             ("ver", principal.token_version),
-            ("token_id", _token_id(principal.claims)),
+            ("token_id", _short(principal.token_id)),
         )
         fields.update((name, value) for name, value in optional if value is not None)
         fields["on_behalf_of"] = principal.on_behalf_of

@@ -1,18 +1,25 @@
 """The verified-token cache: a client sends the same token for many requests until it expires.
 
-Keyed by the SHA-256 of the token (never the token itself), bounded in entries (least recently
-used go first), each entry living no longer than the token's ``exp`` plus the leeway nor
-``TOKEN_CACHE_SECONDS``. Only accepted tokens are cached, so the cache can never turn a rejection
-into an acceptance; the validator re-checks time and the signing key's presence on every hit.
+Bounded in entries (least recently used go first), each entry living no longer than the token's
+``exp`` plus the leeway nor ``TOKEN_CACHE_SECONDS``. Only accepted tokens are cached, so the cache
+can never turn a rejection into an acceptance; the validator re-checks time and the signing key's
+presence on every hit.
+
+The token itself is never kept. Entries are found by Python's string hash of the token (SipHash
+with a per-process random key; the interpreter has usually computed it already) and a hit counts
+only when the SHA-256 of the token matches the one stored with the entry: a 64-bit slot collision
+is a miss, never someone else's principal. A first-seen token thus costs no SHA-256 at all; only
+tokens the cache answers for, or is about to, are hashed with it.
 
 A token is cached the second time it is verified, not the first: tokens used once (a docker
 login, a burst of distinct clients) would otherwise churn the cache, evicting the tokens that are
-reused and filling memory for nothing. Only the 32-byte digests of first sightings are remembered.
+reused and filling memory for nothing. Only the slots of first sightings are remembered.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -40,48 +47,59 @@ class TokenCache:
 
     def __init__(self, max_entries: int) -> None:
         self._max = max_entries
-        self._entries: OrderedDict[bytes, Entry] = OrderedDict()
-        # Digests verified once, oldest first. An OrderedDict, because popping the oldest key of a
-        # plain dict scans the slots its deletions left behind.
-        self._seen: OrderedDict[bytes, None] = OrderedDict()
+        # slot -> (SHA-256 of the token, entry)
+        self._entries: OrderedDict[int, tuple[bytes, Entry]] = OrderedDict()
+        # Slots of tokens verified once, oldest first. An OrderedDict, because popping the oldest
+        # key of a plain dict scans the slots its deletions left behind.
+        self._seen: OrderedDict[int, None] = OrderedDict()
         self._lock = threading.Lock()
         forks.register(self)
 
     def _after_fork_in_child(self) -> None:
         self._lock = threading.Lock()
 
-    @staticmethod
-    def key(token: str) -> bytes:
-        return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
-
-    def get(self, key: bytes) -> Entry | None:
+    def get(self, token: str) -> Entry | None:
+        """The entry cached for exactly this token, or None."""
+        slot = hash(token)
         with self._lock:
-            entry = self._entries.get(key)
-            if entry is not None:
-                self._entries.move_to_end(key)
-            return entry
+            found = self._entries.get(slot)
+            if found is not None:
+                self._entries.move_to_end(slot)
+        if found is None or not hmac.compare_digest(found[0], _digest(token)):
+            return None
+        return found[1]
 
-    def admit(self, key: bytes) -> bool:
+    def admit(self, token: str) -> bool:
         """True when this token was verified before (cache it now); else remember it was."""
+        slot = hash(token)
         with self._lock:
-            if key in self._seen:
-                del self._seen[key]
+            if slot in self._seen:
+                del self._seen[slot]
                 return True
-            self._seen[key] = None
+            self._seen[slot] = None
             if len(self._seen) > self._max:
                 self._seen.popitem(last=False)
             return False
 
-    def put(self, key: bytes, entry: Entry) -> None:
+    def put(self, token: str, entry: Entry) -> None:
+        slot, digest = hash(token), _digest(token)
         with self._lock:
-            self._entries[key] = entry
-            self._entries.move_to_end(key)
+            self._entries[slot] = (digest, entry)
+            self._entries.move_to_end(slot)
             while len(self._entries) > self._max:
                 self._entries.popitem(last=False)
 
-    def drop(self, key: bytes) -> None:
+    def drop(self, token: str) -> None:
+        """Forget this token's entry (one in its slot for another token stays)."""
+        slot, digest = hash(token), _digest(token)
         with self._lock:
-            self._entries.pop(key, None)
+            found = self._entries.get(slot)
+            if found is not None and found[0] == digest:
+                del self._entries[slot]
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()

@@ -53,6 +53,8 @@ def check_time(claims: Mapping[str, Any], now: float, leeway: int) -> float:
 def numeric_date(claims: Mapping[str, Any], name: str) -> float:
     """A NumericDate claim as a float; malformed for booleans, strings, null, NaN, huge values."""
     value = claims[name]
+    if value.__class__ is int and 0 <= value <= MAX_NUMERIC_DATE:
+        return float(value)  # what every issuer sends: an integer (the checks below cannot fail)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TokenRejected(MALFORMED_TOKEN, f"claim '{name}' is not a number")
     if not (math.isfinite(value) and 0 <= value <= MAX_NUMERIC_DATE):
@@ -69,8 +71,11 @@ def check_audience(claims: Mapping[str, Any], provider: ProviderConfig) -> str:
     audience = claims.get("aud")
     if audience is None:
         raise TokenRejected(INVALID_AUDIENCE, "token has no 'aud' claim")
-    values = [audience] if isinstance(audience, str) else audience
-    if not isinstance(values, list) or not all(isinstance(value, str) for value in values):
+    if isinstance(audience, str):
+        values: list[str] = [audience]
+    elif isinstance(audience, list) and all(isinstance(value, str) for value in audience):
+        values = audience
+    else:
         raise TokenRejected(MALFORMED_TOKEN, "claim 'aud' is not a string or a list of strings")
     for accepted in provider.audiences:
         if accepted in values:

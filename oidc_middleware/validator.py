@@ -129,18 +129,18 @@ class TokenValidator:
         return principal
 
     def _validate(self, token: str, may_fetch: bool) -> Principal:
-        if self._cache is None:
+        cache = self._cache
+        if cache is None:
             return self._verify(token, may_fetch)
-        key = TokenCache.key(token)
-        entry = self._cache.get(key)
+        entry = cache.get(token)
         if entry is not None:
             principal = self._still_valid(entry)
             if principal is not None:
                 self._stats.add("token_cache", "hits")
                 return principal
-            self._cache.drop(key)
+            cache.drop(token)
         try:
-            principal = self._verify(token, may_fetch, cache_key=key)
+            principal = self._verify(token, may_fetch, cache=cache)
         except FetchNeeded:
             raise  # retried in a worker thread, where the miss is counted
         except TokenRejected:
@@ -159,7 +159,7 @@ class TokenValidator:
             return None
         return entry.principal if entry.key_fingerprint in keys.fingerprints else None
 
-    def _verify(self, token: str, may_fetch: bool, cache_key: bytes | None = None) -> Principal:
+    def _verify(self, token: str, may_fetch: bool, cache: TokenCache | None = None) -> Principal:
         """The whole pipeline, one step per line; caches the acceptance when asked."""
         jws = parse_compact(token, max_bytes=self.config.max_token_bytes)
         claims = parse_json_object(jws.payload, "payload")
@@ -182,17 +182,16 @@ class TokenValidator:
                 client_id=provider.client_id,
                 audience=audience,
                 authorized_party=party,
-                expires_at=expires,
             )
         except TokenRejected as rejection:
             rejection.provider = provider.id
             rejection.claims = claims
             raise
-        if self._cache is not None and cache_key is not None and self._cache.admit(cache_key):
+        if cache is not None and cache.admit(token):
             valid_until = min(
                 expires + self.config.leeway_seconds, self._clock() + self.config.token_cache_seconds
             )
-            self._cache.put(cache_key, Entry(principal, keys, jwk.fingerprint, valid_until))
+            cache.put(token, Entry(principal, keys, jwk.fingerprint, valid_until))
         return principal
 
     def provider_for(self, claims: Mapping[str, Any], *, may_fetch: bool = True) -> ProviderKeys:

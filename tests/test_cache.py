@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from typing import Any
 
@@ -119,10 +120,11 @@ def test_the_cache_holds_digests_never_tokens(idp: LocalIdP, clock: Clock) -> No
     validator.validate(raw)
     validator.validate(raw)
     assert validator._cache is not None
-    [key] = list(validator._cache._entries)
-    assert len(key) == 32
-    assert raw.encode() not in key
+    [(slot, (digest, entry))] = list(validator._cache._entries.items())
+    assert isinstance(slot, int)
+    assert digest == hashlib.sha256(raw.encode()).digest()
     assert raw not in repr(validator._cache._entries)
+    assert raw.split(".")[2] not in repr(entry)
 
 
 def test_concurrent_threads_share_the_cache_safely(idp: LocalIdP, clock: Clock) -> None:
@@ -159,3 +161,26 @@ def test_a_cached_token_still_needs_usable_keys(idp: LocalIdP, clock: Clock) -> 
     with pytest.raises(TokenRejected) as caught:
         validator.validate(raw)
     assert caught.value.reason == "keys_unavailable"
+
+
+class _SameSlot(str):
+    """A token whose Python hash collides with every other one's: the worst case for the cache."""
+
+    def __hash__(self) -> int:
+        return 42
+
+
+def test_a_slot_collision_is_a_miss_never_another_tokens_principal(idp: LocalIdP, clock: Clock) -> None:
+    validator = make_validator(idp, clock)
+    alice = _SameSlot(token(idp, clock, user="alice"))
+    bob = _SameSlot(token(idp, clock, user="bob"))
+    alice_subject = validator.validate(alice).subject
+    assert validator.validate(alice).subject == alice_subject  # verified twice: cached in slot 42
+    bob_subject = validator.validate(bob).subject
+    assert bob_subject != alice_subject
+    forged = _SameSlot(alice[: alice.rindex(".") + 1] + bob[bob.rindex(".") + 1 :])
+    assert reason_of(validator, forged) == "invalid_signature"
+    assert validator.validate(alice).subject == alice_subject  # the only hit
+    assert validator.validate(bob).subject == bob_subject  # bob's entry now takes slot 42
+    assert validator.validate(alice).subject == alice_subject
+    assert cache_counts(validator) == (1, 6)

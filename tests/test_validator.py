@@ -142,6 +142,40 @@ def test_the_principal_is_frozen_and_its_claims_read_only(validator: TokenValida
     assert isinstance(principal, Principal)
 
 
+def test_principals_of_one_token_are_equal_and_name_it_by_its_id(
+    validator: TokenValidator, idp: LocalIdP
+) -> None:
+    claims = idp.claims(client=CI_CLIENT)
+    claims["jti"] = "not-the-uti"
+    token = idp.token(claims)
+    uncached = TokenValidator(validator.config)
+    first, second = validator.validate(token), uncached.validate(token)
+    assert first is not second and first == second and hash(first) == hash(second)
+    assert first != validator.validate(idp.token(client=CI_CLIENT, lifetime=60))  # another exp
+    assert first.token_id == claims["uti"]  # Entra's uti before jti
+    assert first.expires_at.timestamp() == claims["exp"] and first.expires_at.tzinfo is not None
+    assert f"subject={claims['sub']!r}" in repr(first) and claims["uti"] not in repr(first)
+
+
+def test_a_blank_scope_claim_is_no_delegation(validator: TokenValidator, idp: LocalIdP) -> None:
+    claims = idp.claims(client=RHDH_CLIENT, user=USER_OID, scopes="repo:read")
+    claims["scp"] = " "
+    principal = validator.validate(idp.token(claims))
+    assert (principal.scopes, principal.on_behalf_of) == ((), False)
+
+
+def test_nested_claims_are_read_only_too(validator: TokenValidator, idp: LocalIdP) -> None:
+    claims = idp.claims(client=CI_CLIENT)
+    claims["cnf"] = {"jkt": "x", "list": [1, {"a": 2}]}
+    principal = validator.validate(idp.token(claims))
+    assert principal.claims["cnf"]["list"][1]["a"] == 2
+    with pytest.raises(TypeError):
+        principal.claims["cnf"]["jkt"] = "y"  # type: ignore[index]
+    with pytest.raises(AttributeError):
+        principal.claims["cnf"]["list"].append(3)  # a tuple
+    assert principal.claims is principal.claims  # built once, then shared
+
+
 # -- issuer lookup -----------------------------------------------------------------------------
 
 
