@@ -68,31 +68,30 @@ def parse_compact(token: str, *, max_bytes: int = DEFAULT_MAX_TOKEN_BYTES) -> Co
         raise _malformed("token has an empty header")
     if len(header_b64) > MAX_HEADER_CHARS:
         raise _malformed(f"token header is longer than {MAX_HEADER_CHARS} characters")
-    header = _HEADERS.get(header_b64)
-    if header is None:
-        header = _remember_header(header_b64, parse_json_object(_decode(header_b64, "header"), "header"))
+    header = _HEADERS.get(header_b64) or _parse_header(header_b64)
     signature = _decode(signature_b64, "signature")
     payload = _decode(payload_b64, "payload")
-    alg = header.get("alg")
-    if not isinstance(alg, str):
+    signing_input = token[: len(header_b64) + 1 + len(payload_b64)].encode("ascii")
+    return CompactJWS(header=header, payload=payload, signing_input=signing_input, signature=signature)
+
+
+# A provider's tokens share a handful of headers (one per signing key): parsed and checked once,
+# kept read-only. Shared by all threads without a lock: single dict operations are atomic, and a header lost to a
+# concurrent clear() is simply parsed again.
+_HEADERS: dict[str, Mapping[str, Any]] = {}
+_MAX_HEADERS: Final = 256
+
+
+def _parse_header(encoded: str) -> Mapping[str, Any]:
+    """Decode and check a JOSE header, and remember it read-only for the next tokens."""
+    header = parse_json_object(_decode(encoded, "header"), "header")
+    if not isinstance(header.get("alg"), str):
         raise _malformed("header has no 'alg' string")
     if "kid" in header and not isinstance(header["kid"], str):
         raise _malformed("header 'kid' is not a string")
     # RFC 7515 4.1.11: extensions listed in 'crit' must be understood; we understand none.
     if "crit" in header:
         raise _malformed("header has 'crit' extensions, none of which are supported")
-    signing_input = token[: len(header_b64) + 1 + len(payload_b64)].encode("ascii")
-    return CompactJWS(header=header, payload=payload, signing_input=signing_input, signature=signature)
-
-
-# A provider's tokens share a handful of headers (one per signing key): parsed once, kept read-only.
-# Shared by all threads without a lock: single dict operations are atomic, and a header lost to a
-# concurrent clear() is simply parsed again.
-_HEADERS: dict[str, Mapping[str, Any]] = {}
-_MAX_HEADERS: Final = 256
-
-
-def _remember_header(encoded: str, header: dict[str, Any]) -> Mapping[str, Any]:
     if len(_HEADERS) >= _MAX_HEADERS:
         _HEADERS.clear()
     frozen = _HEADERS[encoded] = MappingProxyType(header)

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import io
 import json
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,12 +20,19 @@ from typing import Any
 
 import pytest
 import requests
+import structlog
 from conftest import CI_CLIENT, OUTSIDER, QUAY_API, RHDH_CLIENT, USER_OID, quay_config
 from structlog.testing import capture_logs
 from werkzeug.datastructures import Headers
 from werkzeug.test import Client
 
-from oidc_middleware import OIDCASGIMiddleware, OIDCMiddleware, Principal, TokenValidator
+from oidc_middleware import (
+    OIDCASGIMiddleware,
+    OIDCMiddleware,
+    Principal,
+    TokenValidator,
+    configure_json_logging,
+)
 from oidc_middleware.testing import LocalIdP, SigningKey, mint
 
 SECRET = "never-log-this-secret"  # CLIENT_SECRET in quay_config
@@ -454,6 +464,37 @@ def test_no_event_ever_holds_a_token_a_signature_or_the_client_secret(
         for part in token.split(".")[1:]:
             assert part not in text
     assert SECRET not in text
+
+
+def test_configure_json_logging_writes_one_sorted_json_line_per_decision(idp: LocalIdP) -> None:
+    stream = io.StringIO()
+    configure_json_logging(stream)
+    try:
+        client = Client(OIDCMiddleware(echo_wsgi([]), quay_config(idp)))
+        accepted = idp.token(client=CI_CLIENT)
+        client.get(
+            "/api/v1/user/", headers=Headers(bearer(accepted)), environ_base={"REMOTE_ADDR": "10.0.0.9"}
+        )
+        client.get("/api/v1/user/", headers=Headers(bearer(idp.token(client=OUTSIDER))))
+    finally:
+        structlog.reset_defaults()
+    events = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [event["event"] for event in events] == [
+        "oidc.keys.fetched",
+        "oidc.token.accepted",
+        "oidc.token.rejected",
+    ]
+    first, second = events[1:]
+    assert list(first) == sorted(first)
+    assert (first["event"], first["level"], first["remote_addr"]) == (
+        "oidc.token.accepted",
+        "info",
+        "10.0.0.9",
+    )
+    assert first["token_fingerprint"] == hashlib.sha256(accepted.encode()).hexdigest()[:16]
+    assert first["aud"] == QUAY_API and first["on_behalf_of"] is False
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", first["timestamp"])
+    assert (second["level"], second["reason"]) == ("warning", "client_not_allowed")
 
 
 # -- ASGI specifics ------------------------------------------------------------------------------------
