@@ -40,7 +40,7 @@ from oidc_middleware.base64url import decode  # noqa: E402
 from oidc_middleware.testing import LocalIdP, SigningKey  # noqa: E402
 
 CLIENT = "9a8b7c6d-0000-4000-8000-0000000000c1"
-ROUNDS = 25  # short rounds, interleaved: the best one is the least disturbed
+ROUNDS = 40  # short rounds, interleaved: the best one is the least disturbed
 Op = Callable[[int], None]  # runs one operation; the argument is the iteration number
 
 
@@ -125,7 +125,7 @@ def algorithm_table(name: str, key: SigningKey) -> list[tuple[str, float, float,
     """Rows (label, seconds, spread, target ratio) for one algorithm."""
     with LocalIdP(keys=[key]) as idp:
         validator = TokenValidator(config_for(idp))
-        count = 120
+        count = 100
         # Cold tokens are each seen once, with the verified-token cache (default size) full of
         # tokens seen twice, as in a busy steady state.
         fresh = [idp.token(client=CLIENT, lifetime=7200) for _ in range(count * (ROUNDS + 1) + 4096)]

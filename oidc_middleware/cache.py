@@ -61,25 +61,33 @@ class TokenCache:
     def get(self, token: str) -> Entry | None:
         """The entry cached for exactly this token, or None."""
         slot = hash(token)
-        with self._lock:
+        lock = self._lock
+        lock.acquire()  # not ``with``: see Stats.add
+        try:
             found = self._entries.get(slot)
             if found is not None:
                 self._entries.move_to_end(slot)
+        finally:
+            lock.release()
         if found is None or not hmac.compare_digest(found[0], _digest(token)):
             return None
         return found[1]
 
     def admit(self, token: str) -> bool:
         """True when this token was verified before (cache it now); else remember it was."""
-        slot = hash(token)
-        with self._lock:
-            if slot in self._seen:
-                del self._seen[slot]
+        slot, seen = hash(token), self._seen
+        lock = self._lock
+        lock.acquire()
+        try:
+            if slot in seen:
+                del seen[slot]
                 return True
-            self._seen[slot] = None
-            if len(self._seen) > self._max:
-                self._seen.popitem(last=False)
+            seen[slot] = None
+            if len(seen) > self._max:
+                seen.popitem(last=False)
             return False
+        finally:
+            lock.release()
 
     def put(self, token: str, entry: Entry) -> None:
         slot, digest = hash(token), _digest(token)

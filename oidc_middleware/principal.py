@@ -27,7 +27,15 @@ class Principal:
     built (:func:`build_principal`), so reading a field cannot fail.
     """
 
-    __slots__ = ("_audience", "_authorized_party", "_claims", "_client_id", "_frozen", "_provider")
+    __slots__ = (
+        "_audience",
+        "_authorized_party",
+        "_claims",
+        "_client_id",
+        "_fingerprint",
+        "_frozen",
+        "_provider",
+    )
 
     def __init__(
         self,
@@ -37,9 +45,11 @@ class Principal:
         client_id: str,
         audience: str,
         authorized_party: str | None,
+        token_fingerprint: str,
     ) -> None:
         # ``claims`` is the validator's own freshly parsed dict: nobody else holds it.
         self._claims = claims
+        self._fingerprint = token_fingerprint
         self._provider = provider
         self._client_id = client_id
         self._audience = audience
@@ -80,6 +90,12 @@ class Principal:
     @property
     def token_version(self) -> str | None:
         return self._claims.get("ver")
+
+    @property
+    def token_fingerprint(self) -> str:
+        """The first 16 hex digits of the token's SHA-256: names the token in logs, cannot be
+        reversed. Computed once per verified token, so the events of a cached one reuse it."""
+        return self._fingerprint
 
     @property
     def token_id(self) -> str | None:
@@ -152,6 +168,7 @@ def build_principal(
     client_id: str,
     audience: str,
     authorized_party: str | None,
+    token_fingerprint: str,
 ) -> Principal:
     """The principal of verified claims, once the fields it exposes have the right types.
 
@@ -174,6 +191,7 @@ def build_principal(
         client_id=client_id,
         audience=audience,
         authorized_party=authorized_party,
+        token_fingerprint=token_fingerprint,
     )
 
 

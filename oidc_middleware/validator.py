@@ -33,7 +33,7 @@ from .config import ConfigSource, MiddlewareConfig, load_config, normalize_issue
 from .errors import ISSUER_NOT_CONFIGURED, MALFORMED_TOKEN, TokenRejected
 from .fetch import Fetcher
 from .jwk import Jwk
-from .jws import check_signature, parse_compact, parse_json_object
+from .jws import check_signature, fingerprint, parse_compact, parse_json_object
 from .keys import Clock, FetchNeeded, ProviderKeys, wall_clock
 from .principal import Principal, build_principal
 from .stats import Stats
@@ -182,6 +182,7 @@ class TokenValidator:
                 client_id=provider.client_id,
                 audience=audience,
                 authorized_party=party,
+                token_fingerprint=fingerprint(token),
             )
         except TokenRejected as rejection:
             rejection.provider = provider.id
