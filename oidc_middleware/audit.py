@@ -107,10 +107,10 @@ def token_event(
             ("tid", principal.tenant_id),
             ("azp", principal.authorized_party),
             ("ver", principal.token_version),
-            ("token_id", principal.token_id),
+            ("token_id", _short(principal.token_id)),
         ):
             if value is not None:
-                fields[name] = value if len(value) <= _MAX_FIELD else value[:_MAX_FIELD]
+                fields[name] = value
         fields["on_behalf_of"] = principal.on_behalf_of
     elif claims is not None:
         # A rejected token's claims are unverified: recorded to explain the decision, marked so.
@@ -164,12 +164,15 @@ def _json_line(logger: Any, method_name: str, event_dict: MutableMapping[str, An
         "level": event_dict.pop("level", method_name),
         "event": event_dict.pop("event", None),
     }
+    event_dict.pop("timestamp", None)  # the time of writing, as structlog's TimeStamper does
     line.update(event_dict)
     return _JSON.encode(line)
 
 
-def _token_id(claims: Mapping[str, Any]) -> Any:
-    return _short(claims.get("uti", claims.get("jti")))
+def _token_id(claims: Mapping[str, Any]) -> str | None:
+    """``uti`` (Entra) or ``jti``, when a string (RFC 7519 4.1.7), cut like every token value."""
+    value = claims.get("uti", claims.get("jti"))
+    return value[:_MAX_FIELD] if isinstance(value, str) else None
 
 
 def _short(value: Any) -> Any:

@@ -6,10 +6,9 @@ can never turn a rejection into an acceptance; the validator re-checks time and 
 presence on every hit.
 
 The token itself is never kept. Entries are found by Python's string hash of the token (SipHash
-with a per-process random key; the interpreter has usually computed it already) and a hit counts
-only when the SHA-256 of the token matches the one stored with the entry: a 64-bit slot collision
-is a miss, never someone else's principal. A first-seen token thus costs no SHA-256 at all; only
-tokens the cache answers for, or is about to, are hashed with it.
+with a per-process random key, cheaper than SHA-256 for a lookup that usually misses) and a hit
+counts only when the SHA-256 of the token matches the one stored with the entry: a 64-bit slot
+collision is a miss, never someone else's principal.
 
 A token is cached the second time it is verified, not the first: tokens used once (a docker
 login, a burst of distinct clients) would otherwise churn the cache, evicting the tokens that are
@@ -18,7 +17,6 @@ reused and filling memory for nothing. Only the slots of first sightings are rem
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import threading
 from collections import OrderedDict
@@ -26,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import forks
+from .jws import token_digest
 from .principal import Principal
 
 if TYPE_CHECKING:
@@ -69,7 +68,7 @@ class TokenCache:
                 self._entries.move_to_end(slot)
         finally:
             lock.release()
-        if found is None or not hmac.compare_digest(found[0], _digest(token)):
+        if found is None or not hmac.compare_digest(found[0], token_digest(token)):
             return None
         return found[1]
 
@@ -89,8 +88,8 @@ class TokenCache:
         finally:
             lock.release()
 
-    def put(self, token: str, entry: Entry) -> None:
-        slot, digest = hash(token), _digest(token)
+    def put(self, digest: bytes, entry: Entry, *, slot: int) -> None:
+        """Cache an accepted token by its SHA-256 (``token_digest``) and slot (``hash(token)``)."""
         with self._lock:
             self._entries[slot] = (digest, entry)
             self._entries.move_to_end(slot)
@@ -99,7 +98,7 @@ class TokenCache:
 
     def drop(self, token: str) -> None:
         """Forget this token's entry (one in its slot for another token stays)."""
-        slot, digest = hash(token), _digest(token)
+        slot, digest = hash(token), token_digest(token)
         with self._lock:
             found = self._entries.get(slot)
             if found is not None and found[0] == digest:
@@ -107,7 +106,3 @@ class TokenCache:
 
     def __len__(self) -> int:
         return len(self._entries)
-
-
-def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()

@@ -111,3 +111,19 @@ def check_authorized_party(party: str | None, audience: str, provider: ProviderC
         raise TokenRejected(CLIENT_NOT_ALLOWED, "token names no authorized party (azp or appid)")
     if party != provider.client_id and party not in allowed:
         raise TokenRejected(CLIENT_NOT_ALLOWED, f"client {party[:80]!r} is not in OIDC_ALLOWED_CLIENTS")
+
+
+def check_identity_claims(claims: Mapping[str, Any]) -> None:
+    """The claims the principal exposes have their types: ``oid``, ``tid`` and ``ver`` strings,
+    ``scp`` and ``roles`` a string or a list of strings (``iss``, ``sub`` and ``exp`` are checked
+    by the steps before)."""
+    for name in ("oid", "tid", "ver"):
+        value = claims.get(name)
+        if value is not None and not isinstance(value, str):
+            raise TokenRejected(MALFORMED_TOKEN, f"claim '{name}' is not a string")
+    for name in ("scp", "roles"):
+        value = claims.get(name)
+        if value is None or isinstance(value, str):
+            continue
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise TokenRejected(MALFORMED_TOKEN, f"claim '{name}' is not a string or a list of strings")

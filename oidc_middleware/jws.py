@@ -156,9 +156,17 @@ def parse_json_object(data: bytes, what: str) -> dict[str, Any]:
 
 
 def fingerprint(token: str | bytes) -> str:
-    """A short, stable name for a token in logs: never the token, never reversible."""
+    """A short, stable name for a token in logs: never the token, never reversible.
+
+    The first 16 hex digits of its SHA-256 (for a well-formed token, of :func:`token_digest`).
+    """
     data = token.encode("utf-8", "replace") if isinstance(token, str) else token
     return hashlib.sha256(data).hexdigest()[:16]
+
+
+def token_digest(token: str) -> bytes:
+    """The SHA-256 of a token: the verified-token cache's proof of identity, and its fingerprint."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 
 
 def _decode(segment: str, what: str) -> bytes:

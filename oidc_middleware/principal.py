@@ -7,11 +7,6 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Final
 
-from .errors import MALFORMED_TOKEN, TokenRejected
-
-_OPTIONAL_STRINGS: Final = ("oid", "tid", "ver")
-_WORD_LISTS: Final = ("scp", "roles")
-
 
 class Principal:
     """Who called, established from a verified token. Never holds the token itself.
@@ -23,8 +18,9 @@ class Principal:
 
     Read-only: every field is a property without a setter. The fields are read from the verified claims when asked for, not copied out of
     them on every token: most requests read two or three of them, and building them all was a
-    tenth of the cost of validating a token. The claims were type-checked when the principal was
-    built (:func:`build_principal`), so reading a field cannot fail.
+    tenth of the cost of validating a token. The validator builds it only from claims whose
+    types its steps have checked (:func:`~oidc_middleware.claims.check_identity_claims`), so
+    reading a field cannot fail. Pickling and copying rebuild it from those claims.
     """
 
     __slots__ = (
@@ -129,6 +125,12 @@ class Principal:
             frozen = self._frozen = _frozen_mapping(self._claims)
         return frozen
 
+    def __getstate__(self) -> tuple[None, dict[str, Any]]:
+        # The claims view, a mappingproxy, cannot be pickled: the copy builds its own.
+        state = {name: getattr(self, name) for name in self.__slots__}
+        state["_frozen"] = None
+        return None, state
+
     def _fields(self) -> tuple[tuple[str, Any], ...]:
         return tuple((name, getattr(self, name)) for name in _SHOWN)
 
@@ -159,40 +161,6 @@ _SHOWN: Final = (
     "expires_at",
     "on_behalf_of",
 )
-
-
-def build_principal(
-    claims: dict[str, Any],
-    *,
-    provider: str,
-    client_id: str,
-    audience: str,
-    authorized_party: str | None,
-    token_fingerprint: str,
-) -> Principal:
-    """The principal of verified claims, once the fields it exposes have the right types.
-
-    ``iss``, ``sub`` and ``exp`` have been checked by the pipeline's earlier steps; ``oid``,
-    ``tid`` and ``ver`` must be strings, ``scp`` and ``roles`` a string or a list of strings.
-    """
-    for name in _OPTIONAL_STRINGS:
-        value = claims.get(name)
-        if value is not None and not isinstance(value, str):
-            raise TokenRejected(MALFORMED_TOKEN, f"claim '{name}' is not a string")
-    for name in _WORD_LISTS:
-        value = claims.get(name)
-        if value is None or isinstance(value, str):
-            continue
-        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-            raise TokenRejected(MALFORMED_TOKEN, f"claim '{name}' is not a string or a list of strings")
-    return Principal(
-        claims,
-        provider=provider,
-        client_id=client_id,
-        audience=audience,
-        authorized_party=authorized_party,
-        token_fingerprint=token_fingerprint,
-    )
 
 
 def _words(value: str | list[str] | None) -> tuple[str, ...]:

@@ -26,6 +26,7 @@ from .claims import (
     authorized_party,
     check_audience,
     check_authorized_party,
+    check_identity_claims,
     check_time,
     require_claims,
 )
@@ -33,9 +34,9 @@ from .config import ConfigSource, MiddlewareConfig, load_config, normalize_issue
 from .errors import ISSUER_NOT_CONFIGURED, MALFORMED_TOKEN, TokenRejected
 from .fetch import Fetcher
 from .jwk import Jwk
-from .jws import check_signature, fingerprint, parse_compact, parse_json_object
+from .jws import check_signature, parse_compact, parse_json_object, token_digest
 from .keys import Clock, FetchNeeded, ProviderKeys, wall_clock
-from .principal import Principal, build_principal
+from .principal import Principal
 from .stats import Stats
 
 
@@ -176,23 +177,25 @@ class TokenValidator:
             audience = check_audience(claims, provider)
             party = authorized_party(claims)
             check_authorized_party(party, audience, provider)
-            principal = build_principal(
-                claims,
-                provider=provider.id,
-                client_id=provider.client_id,
-                audience=audience,
-                authorized_party=party,
-                token_fingerprint=fingerprint(token),
-            )
+            check_identity_claims(claims)
         except TokenRejected as rejection:
             rejection.provider = provider.id
             rejection.claims = claims
             raise
+        digest = token_digest(token)
+        principal = Principal(
+            claims,
+            provider=provider.id,
+            client_id=provider.client_id,
+            audience=audience,
+            authorized_party=party,
+            token_fingerprint=digest[:8].hex(),  # the same as jws.fingerprint(token)
+        )
         if cache is not None and cache.admit(token):
             valid_until = min(
                 expires + self.config.leeway_seconds, self._clock() + self.config.token_cache_seconds
             )
-            cache.put(token, Entry(principal, keys, jwk.fingerprint, valid_until))
+            cache.put(digest, Entry(principal, keys, jwk.fingerprint, valid_until), slot=hash(token))
         return principal
 
     def provider_for(self, claims: Mapping[str, Any], *, may_fetch: bool = True) -> ProviderKeys:

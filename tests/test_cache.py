@@ -184,3 +184,15 @@ def test_a_slot_collision_is_a_miss_never_another_tokens_principal(idp: LocalIdP
     assert validator.validate(bob).subject == bob_subject  # bob's entry now takes slot 42
     assert validator.validate(alice).subject == alice_subject
     assert cache_counts(validator) == (1, 6)
+
+
+def test_dropping_a_token_leaves_another_tokens_entry_in_its_slot(idp: LocalIdP, clock: Clock) -> None:
+    validator = make_validator(idp, clock)
+    alice = _SameSlot(token(idp, clock, user="alice"))
+    validator.validate(alice)
+    validator.validate(alice)  # cached in slot 42
+    assert validator._cache is not None
+    validator._cache.drop(_SameSlot(token(idp, clock, user="bob")))
+    assert len(validator._cache) == 1
+    validator.validate(alice)
+    assert cache_counts(validator) == (1, 2)

@@ -476,6 +476,7 @@ def test_configure_json_logging_writes_one_json_line_per_decision_timestamp_firs
             "/api/v1/user/", headers=Headers(bearer(accepted)), environ_base={"REMOTE_ADDR": "10.0.0.9"}
         )
         client.get("/api/v1/user/", headers=Headers(bearer(idp.token(client=OUTSIDER))))
+        structlog.get_logger("app").info("app.event", timestamp="not a time")
     finally:
         structlog.reset_defaults()
     events = [json.loads(line) for line in stream.getvalue().splitlines()]
@@ -483,8 +484,10 @@ def test_configure_json_logging_writes_one_json_line_per_decision_timestamp_firs
         "oidc.keys.fetched",
         "oidc.token.accepted",
         "oidc.token.rejected",
+        "app.event",
     ]
-    first, second = events[1:]
+    first, second, third = events[1:]
+    assert third["timestamp"] != "not a time"  # written by the logger, never by the caller
     assert list(first)[:4] == ["timestamp", "level", "event", "method"]
     assert (first["event"], first["level"], first["remote_addr"]) == (
         "oidc.token.accepted",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import hmac
 import json
+import pickle
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -156,6 +158,19 @@ def test_principals_of_one_token_are_equal_and_name_it_by_its_id(
     assert first.token_fingerprint == hashlib.sha256(token.encode()).hexdigest()[:16]
     assert first.expires_at.timestamp() == claims["exp"] and first.expires_at.tzinfo is not None
     assert f"subject={claims['sub']!r}" in repr(first) and claims["uti"] not in repr(first)
+
+
+def test_a_principal_survives_pickling_and_copying(validator: TokenValidator, idp: LocalIdP) -> None:
+    principal = validator.validate(idp.token(client=CI_CLIENT, roles=["Repo.Push"]))
+    fresh = pickle.loads(pickle.dumps(principal))
+    assert principal.claims["roles"] == ("Repo.Push",)  # the claims view now exists...
+    for copied in (
+        fresh,
+        pickle.loads(pickle.dumps(principal)),
+        copy.deepcopy(principal),
+    ):  # ...and is rebuilt
+        assert copied == principal and copied.claims == principal.claims
+        assert copied.token_fingerprint == principal.token_fingerprint
 
 
 def test_a_blank_scope_claim_is_no_delegation(validator: TokenValidator, idp: LocalIdP) -> None:
@@ -548,7 +563,10 @@ def test_header_problems_are_malformed(validator: TokenValidator, idp: LocalIdP)
         {"typ": "JWT"},
         {"alg": "RS256", "kid": 7},
     ):
-        assert reject(validator, unsigned(header, claims)).reason == "malformed_token", header
+        token = unsigned(header, claims)
+        assert reject(validator, token).reason == "malformed_token", header
+        # Checked headers are remembered; a refused one must never be.
+        assert reject(validator, token).reason == "malformed_token", header
 
 
 def test_a_microsoft_graph_token_gets_a_clean_rejection_that_says_why(
