@@ -41,18 +41,27 @@ from oidc_middleware.testing import LocalIdP, SigningKey  # noqa: E402
 
 CLIENT = "9a8b7c6d-0000-4000-8000-0000000000c1"
 ROUNDS = 40  # short rounds, interleaved: the best one is the least disturbed
+PAIRS = 15  # throughput: back-to-back runs without and with the middleware
 Op = Callable[[int], None]  # runs one operation; the argument is the iteration number
 
 
-def measure(variants: dict[str, tuple[Op, int]]) -> dict[str, tuple[float, float]]:
-    """Seconds per operation for each variant: (best, spread), rounds interleaved."""
+def measure(
+    variants: dict[str, tuple[Op, int]], logging_for: dict[str, Callable[[], None]] | None = None
+) -> dict[str, tuple[float, float]]:
+    """Seconds per operation for each variant: (best, spread), rounds interleaved.
+
+    ``logging_for`` names, per variant, the audit set-up it runs under (default: filtered out);
+    it is switched before each of its rounds, so that every variant sees the same machine.
+    """
     samples: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(ROUNDS):
         for name, (op, count) in variants.items():
+            (logging_for or {}).get(name, quiet_audit)()
             started = time.perf_counter()
             for index in range(count):
                 op(index)
             samples[name].append((time.perf_counter() - started) / count)
+    quiet_audit()
     return {
         name: (min(values), (statistics.median(values) - min(values)) / min(values))
         for name, values in samples.items()
@@ -179,13 +188,19 @@ def algorithm_table(name: str, key: SigningKey) -> list[tuple[str, float, float,
             "warm": (lambda _: validator.validate(warm), count * 10),
             "bare": (bare, count * 10),
             "middleware": (through_middleware, count * 10),
+            "bare, JSON audit": (bare, count * 10),
+            "middleware, JSON audit": (through_middleware, count * 10),
         }
-        quiet_audit()
-        filtered = measure(variants)
-        structlog.reset_defaults()
-        configure_json_logging(io.StringIO())  # every event rendered as JSON (into memory)
-        rendered = measure({"bare": (bare, count * 10), "middleware": (through_middleware, count * 10)})
-        quiet_audit()
+        json_lines = io.StringIO()
+
+        def json_audit() -> None:  # every event rendered as JSON, into memory
+            json_lines.seek(0)
+            json_lines.truncate()
+            configure_json_logging(json_lines)
+
+        measured = measure(variants, {"bare, JSON audit": json_audit, "middleware, JSON audit": json_audit})
+        filtered = measured
+        rendered = {"bare": measured["bare, JSON audit"], "middleware": measured["middleware, JSON audit"]}
     f = filtered["floor"][0]
     overhead_filtered = filtered["middleware"][0] - filtered["bare"][0]
     overhead_json = rendered["middleware"][0] - rendered["bare"][0]
@@ -229,7 +244,7 @@ def throughput() -> tuple[float, float, float]:
             servers[name] = server
         headers = {"Authorization": f"Bearer {token}"}
         rates: dict[str, list[float]] = {"without": [], "with": []}
-        for _ in range(9):
+        for _ in range(PAIRS):
             for name, server in servers.items():
                 rates[name].append(_load(f"http://127.0.0.1:{server.server_port}/api/v1/user/", headers))
         for server in servers.values():
@@ -238,7 +253,7 @@ def throughput() -> tuple[float, float, float]:
     return statistics.median(rates["without"]), statistics.median(rates["with"]), statistics.median(ratios)
 
 
-def _load(url: str, headers: dict[str, str], clients: int = 4, seconds: float = 1.0) -> float:
+def _load(url: str, headers: dict[str, str], clients: int = 4, seconds: float = 0.6) -> float:
     done = [0] * clients
     stop = time.monotonic() + seconds
 
@@ -294,7 +309,9 @@ def main() -> int:
                 failures.append(label)
         print(f"{label:<58} {seconds * 1e6:9.1f} {ratio:8.2f} {spread:7.1%}  {verdict}")
     without, with_mw, share = throughput()
-    print("\nthroughput, example app, threaded Werkzeug server, 4 keep-alive clients, 9 pairs of 1 s runs:")
+    print(
+        f"\nthroughput, example app, threaded Werkzeug server, 4 keep-alive clients, {PAIRS} pairs of 0.6 s runs:"
+    )
     print(f"  without middleware {without:8.0f} req/s (median)")
     print(
         f"  with middleware    {with_mw:8.0f} req/s (median); median ratio of the pairs {share:.1%}, target >= 90% "
