@@ -145,7 +145,7 @@ def configure_json_logging(stream: TextIO | None = None) -> None:
     """
     structlog.configure(
         wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
-        processors=[structlog.processors.add_log_level, _json_line],
+        processors=[_json_line],
         logger_factory=structlog.WriteLoggerFactory(stream or sys.stdout),
     )
 
@@ -156,15 +156,21 @@ def configure_json_logging(stream: TextIO | None = None) -> None:
 _JSON: Final = json.JSONEncoder(default=repr)
 
 
+_LEVELS: Final = {"warn": "warning", "exception": "error"}  # structlog's aliases
+
+
 def _json_line(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> str:
     """The last processor: timestamp the event and render it as one line of JSON."""
     now = datetime.now(UTC).isoformat(timespec="microseconds")[:-6] + "Z"  # "+00:00" -> "Z"
     line = {
         "timestamp": now,
-        "level": event_dict.pop("level", method_name),
+        "level": _LEVELS.get(method_name, method_name),
         "event": event_dict.pop("event", None),
     }
-    event_dict.pop("timestamp", None)  # the time of writing, as structlog's TimeStamper does
+    # The time of writing and the method's level, whatever the caller passed (as structlog's
+    # TimeStamper and add_log_level do).
+    event_dict.pop("timestamp", None)
+    event_dict.pop("level", None)
     line.update(event_dict)
     return _JSON.encode(line)
 
