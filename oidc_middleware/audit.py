@@ -91,8 +91,8 @@ def token_event(
     if credential is not None:
         fields["credential"] = credential.kind
         # A password in Basic credentials that is not a JWT may be weak: no hash of it is logged.
-        if principal is not None:
-            fields["token_fingerprint"] = principal.token_fingerprint  # no second SHA-256
+        if principal is not None and principal._fingerprint is not None:
+            fields["token_fingerprint"] = principal._fingerprint  # a cached token: hash it once
         elif credential.kind == BEARER or credential.looks_like_jwt:
             fields["token_fingerprint"] = fingerprint(credential.token)
         if credential.robot is not None:

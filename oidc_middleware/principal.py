@@ -41,10 +41,12 @@ class Principal:
         client_id: str,
         audience: str,
         authorized_party: str | None,
-        token_fingerprint: str,
+        token_fingerprint: str | None = None,
     ) -> None:
         # ``claims`` is the validator's own freshly parsed dict: nobody else holds it.
         self._claims = claims
+        # The token's fingerprint (jws.fingerprint), when the validator had its SHA-256 anyway:
+        # for a token it caches. The audit events of a cached principal then hash nothing.
         self._fingerprint = token_fingerprint
         self._provider = provider
         self._client_id = client_id
@@ -86,12 +88,6 @@ class Principal:
     @property
     def token_version(self) -> str | None:
         return self._claims.get("ver")
-
-    @property
-    def token_fingerprint(self) -> str:
-        """The first 16 hex digits of the token's SHA-256: names the token in logs, cannot be
-        reversed. Computed once per verified token, so the events of a cached one reuse it."""
-        return self._fingerprint
 
     @property
     def token_id(self) -> str | None:

@@ -182,16 +182,18 @@ class TokenValidator:
             rejection.provider = provider.id
             rejection.claims = claims
             raise
-        digest = token_digest(token)
+        # Cached on its second verification (see cache.py); only then is the SHA-256 needed here.
+        cached = cache is not None and cache.admit(token)
+        digest = token_digest(token) if cached else None
         principal = Principal(
             claims,
             provider=provider.id,
             client_id=provider.client_id,
             audience=audience,
             authorized_party=party,
-            token_fingerprint=digest[:8].hex(),  # the same as jws.fingerprint(token)
+            token_fingerprint=digest[:8].hex() if digest else None,  # == jws.fingerprint(token)
         )
-        if cache is not None and cache.admit(token):
+        if cache is not None and digest is not None:
             valid_until = min(
                 expires + self.config.leeway_seconds, self._clock() + self.config.token_cache_seconds
             )

@@ -472,9 +472,10 @@ def test_configure_json_logging_writes_one_json_line_per_decision_timestamp_firs
     try:
         client = Client(OIDCMiddleware(echo_wsgi([]), quay_config(idp)))
         accepted = idp.token(client=CI_CLIENT)
-        client.get(
-            "/api/v1/user/", headers=Headers(bearer(accepted)), environ_base={"REMOTE_ADDR": "10.0.0.9"}
-        )
+        for _ in range(3):  # verified, verified and cached, answered from the cache
+            client.get(
+                "/api/v1/user/", headers=Headers(bearer(accepted)), environ_base={"REMOTE_ADDR": "10.0.0.9"}
+            )
         client.get("/api/v1/user/", headers=Headers(bearer(idp.token(client=OUTSIDER))))
         structlog.get_logger("app").info("app.event", timestamp="not a time")
     finally:
@@ -482,22 +483,23 @@ def test_configure_json_logging_writes_one_json_line_per_decision_timestamp_firs
     events = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert [event["event"] for event in events] == [
         "oidc.keys.fetched",
-        "oidc.token.accepted",
+        *["oidc.token.accepted"] * 3,
         "oidc.token.rejected",
         "app.event",
     ]
-    first, second, third = events[1:]
-    assert third["timestamp"] != "not a time"  # written by the logger, never by the caller
+    first, rejected, other = events[1], events[4], events[5]
+    assert other["timestamp"] != "not a time"  # written by the logger, never by the caller
     assert list(first)[:4] == ["timestamp", "level", "event", "method"]
     assert (first["event"], first["level"], first["remote_addr"]) == (
         "oidc.token.accepted",
         "info",
         "10.0.0.9",
     )
-    assert first["token_fingerprint"] == hashlib.sha256(accepted.encode()).hexdigest()[:16]
+    expected = hashlib.sha256(accepted.encode()).hexdigest()[:16]
+    assert [event["token_fingerprint"] for event in events[1:4]] == [expected] * 3
     assert first["aud"] == QUAY_API and first["on_behalf_of"] is False
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", first["timestamp"])
-    assert (second["level"], second["reason"]) == ("warning", "client_not_allowed")
+    assert (rejected["level"], rejected["reason"]) == ("warning", "client_not_allowed")
 
 
 # -- ASGI specifics ------------------------------------------------------------------------------------
