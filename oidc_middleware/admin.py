@@ -14,7 +14,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from .claims import authorized_party, check_audience, check_authorized_party, check_time, require_claims
+from .claims import (
+    authorized_party,
+    check_audience,
+    check_authorized_party,
+    check_identity_claims,
+    check_time,
+    require_claims,
+)
 from .config import ConfigSource, MiddlewareConfig, ProviderConfig, load_config, normalize_issuer
 from .errors import ISSUER_NOT_CONFIGURED, ConfigError, TokenRejected
 from .jws import check_algorithm, check_signature, fingerprint, parse_compact, parse_json_object
@@ -123,6 +130,7 @@ def explain_token(
         ("time", lambda: _time(claims, now, config)),
         ("audience", lambda: f"audience {check_audience(claims, provider)!r} accepted"),
         ("client", lambda: _client(claims, provider)),
+        ("identity", lambda: _identity(claims)),
     ]
     for name, check in checks:
         try:
@@ -251,6 +259,11 @@ def _relative(seconds: float) -> str:
 def _required(claims: dict[str, Any]) -> str:
     require_claims(claims)
     return "exp and sub present"
+
+
+def _identity(claims: dict[str, Any]) -> str:
+    check_identity_claims(claims)
+    return "oid, tid, ver, scp and roles, where present, have their types"
 
 
 def _time(claims: dict[str, Any], now: float, config: MiddlewareConfig) -> str:

@@ -1,7 +1,7 @@
 """TokenValidator: the whole decision for one token, in one function.
 
     parse -> issuer lookup -> signature -> required claims -> time -> audience
-          -> authorized party -> principal                                (TokenValidator._verify)
+          -> authorized party -> identity claim types -> principal        (TokenValidator._verify)
 
 A token accepted before is answered from the verified-token cache after re-checking its time and
 that its signing key is still published (TokenValidator._still_valid).

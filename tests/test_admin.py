@@ -105,7 +105,7 @@ def test_explain_walks_an_accepted_token_through_every_step(tmp_path: Path, idp:
     assert result.returncode == 0, result.stdout
     lines = result.stdout.splitlines()
     steps = [line.split()[1] for line in lines if line.startswith("  ok ")]
-    assert steps == ["parse", "issuer", "signature", "claims", "time", "audience", "client"]
+    assert steps == ["parse", "issuer", "signature", "claims", "time", "audience", "client", "identity"]
     assert "decision   accepted" in result.stdout
     assert "key 'entra-key-1' (RSA) found; RS256 signature verifies" in result.stdout
     assert token.split(".")[2] not in result.stdout  # never the signature
@@ -136,8 +136,9 @@ def test_explain_offline_checks_everything_but_the_signature(tmp_path: Path, idp
             "issuer",
         ),
         (lambda idp: "not-a-token", "malformed_token", "parse"),
+        (lambda idp: idp.token({**idp.claims(client=CI_CLIENT), "oid": 5}), "malformed_token", "identity"),
     ],
-    ids=["expired", "wrong-audience", "disallowed-client", "foreign-issuer", "garbage"],
+    ids=["expired", "wrong-audience", "disallowed-client", "foreign-issuer", "garbage", "numeric-oid"],
 )
 @pytest.mark.parametrize("online", [False, True], ids=["offline", "online"])
 def test_explain_names_the_failing_step_the_reason_and_the_docs(tmp_path: Path, idp: LocalIdP, make: Any,
