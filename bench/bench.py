@@ -1,8 +1,8 @@
 """make bench: what the middleware costs, as ratios to one RSA verification, measured side by side.
 
 Every figure is the best of several rounds (these machines are shared; the best round is the one
-least disturbed), the rounds of the variants of one table interleaved so that they see the same
-machine. The spread column is (median - best) / best over the rounds.
+least disturbed), the rounds of the variants of one table interleaved, each round starting with
+another variant, so that they all see the same machine. The spread column is (median - best) / best over the rounds.
 
 Floor: ``cryptography`` verifying one RS256 (or ES256) signature with a key object built in
 advance: what any correct validator must pay at least, once per token it has not seen.
@@ -54,8 +54,13 @@ def measure(
     it is switched before each of its rounds, so that every variant sees the same machine.
     """
     samples: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(ROUNDS):
-        for name, (op, count) in variants.items():
+    names = list(variants)
+    for round_number in range(ROUNDS):
+        # Each round starts with another variant, so that none always runs in the same place
+        # (first after a pause, or after the same neighbour).
+        shift = round_number % len(names)
+        for name in names[shift:] + names[:shift]:
+            op, count = variants[name]
             (logging_for or {}).get(name, quiet_audit)()
             started = time.perf_counter()
             for index in range(count):
