@@ -15,7 +15,7 @@ from .config import ConfigSource, MiddlewareConfig
 from .decision import Decider, Decision, HttpRequest, request_id
 from .keys import FetchNeeded
 from .validator import TokenValidator
-from .wsgi import PRINCIPAL_KEY
+from .wsgi import CREDENTIAL_KEY, PRINCIPAL_KEY
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -46,7 +46,7 @@ class OIDCASGIMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        scope = {key: value for key, value in scope.items() if key != PRINCIPAL_KEY}
+        scope = {key: value for key, value in scope.items() if key not in (PRINCIPAL_KEY, CREDENTIAL_KEY)}
         authorization = tuple(
             value.decode("latin-1")
             for name, value in scope.get("headers", ())
@@ -70,6 +70,7 @@ class OIDCASGIMiddleware:
             return
         if decision.principal is not None:
             scope[PRINCIPAL_KEY] = decision.principal
+            scope[CREDENTIAL_KEY] = decision.credential
         await self.app(scope, receive, send)
 
     async def _decide(self, request: HttpRequest) -> Decision:

@@ -9,6 +9,7 @@
         any other rejection        --> refuse; the app is not called (event: rejected)
     more than one credential       --> 400 invalid_request (event: rejected)
 
+Every outcome that examined a credential is recorded once (counter and audit event, record.py).
 Nothing here knows a server protocol; the adapters translate requests in and responses out.
 """
 
@@ -24,6 +25,8 @@ from .errors import ISSUER_NOT_CONFIGURED, MALFORMED_TOKEN, TokenRejected
 from .jws import fingerprint
 from .keys import FetchNeeded
 from .principal import Principal
+from .record import OPAQUE_TOKEN
+from .record import RequestContext as RecordedRequest
 from .responses import INVALID_REQUEST, Response, rejection
 from .validator import TokenValidator
 
@@ -51,6 +54,7 @@ class Decision:
 
     principal: Principal | None = None
     response: Response | None = None
+    credential: Credential | None = None  # the accepted credential, with ``principal``
 
 
 PASS = Decision()
@@ -62,6 +66,7 @@ class Decider:
     def __init__(self, validator: TokenValidator) -> None:
         self.validator = validator
         self.config = validator.config
+        self.recorder = validator.recorder
 
     @classmethod
     def build(
@@ -81,64 +86,40 @@ class Decider:
         return cls(validator)
 
     def decide(self, request: HttpRequest, *, may_fetch: bool = True) -> Decision:
-        """The decision for ``request``. With ``may_fetch=False``, FetchNeeded may be raised."""
+        """The decision for ``request``, recorded once. With ``may_fetch=False``, FetchNeeded may
+        be raised (before anything is recorded)."""
         config = self.config
+        record = self.recorder
         try:
             credential = find_credential(
                 request.path, request.query, request.authorization, config.protected_paths
             )
         except InvalidRequest as problem:
-            self.validator.count("rejected", INVALID_REQUEST)
-            audit.token_event(
-                audit.REJECTED, _context(request), None, reason=INVALID_REQUEST, description=str(problem)
-            )
+            record.invalid_request(request, INVALID_REQUEST, str(problem))
             return Decision(
                 response=self._refuse(request, INVALID_REQUEST, INVALID_REQUEST, 400, str(problem))
             )
         if credential is None:
             return PASS
         if not credential.looks_like_jwt:
-            self.validator.count("passthrough", "opaque_token")
-            audit.token_event(audit.PASSTHROUGH, _context(request), credential, reason="opaque_token")
+            record.not_examined(request, credential, OPAQUE_TOKEN)
             return PASS
         try:
-            principal = self.validator.validate(credential.token, may_fetch=may_fetch, count=False)
+            principal = self.validator.validate(credential.token, may_fetch=may_fetch)
         except TokenRejected as refused:
             return self._rejected(request, credential, refused)
         except FetchNeeded:
             raise
         except Exception as exc:
-            return self._internal_error(request, credential, exc)
-        self.validator.count("accepted")
-        audit.token_event(audit.ACCEPTED, _context(request), credential, principal=principal)
-        return Decision(principal=principal)
-
-    def _internal_error(self, request: HttpRequest, credential: Credential, exc: Exception) -> Decision:
-        """Refuse, and say so loudly: an exception from validation is a bug in this package."""
-        refused = TokenRejected(MALFORMED_TOKEN, "the token could not be examined (internal error)")
-        audit.log.error(
-            "oidc.token.internal_error",
-            error_type=type(exc).__name__,
-            token_fingerprint=fingerprint(credential.token),
-            **_context(request),
-        )
-        return self._rejected(request, credential, refused)
+            return self._rejected(request, credential, internal_error(request, credential.token, exc))
+        record.accepted(request, credential, principal)
+        return Decision(principal=principal, credential=credential)
 
     def _rejected(self, request: HttpRequest, credential: Credential, refused: TokenRejected) -> Decision:
-        event = audit.REJECTED
-        if refused.reason == ISSUER_NOT_CONFIGURED and self.config.unknown_issuer == "pass":
-            event = audit.PASSTHROUGH  # not ours: Quay's own registry tokens, another service's JWTs
-        self.validator.count("passthrough" if event == audit.PASSTHROUGH else "rejected", refused.reason)
-        audit.token_event(
-            event,
-            _context(request),
-            credential,
-            claims=refused.claims,
-            provider=refused.provider,
-            reason=refused.reason,
-            description=refused.description,
-        )
-        if event == audit.PASSTHROUGH:
+        # Not ours: Quay's own registry tokens, another service's JWTs.
+        passthrough = refused.reason == ISSUER_NOT_CONFIGURED and self.config.unknown_issuer == "pass"
+        self.recorder.rejected(request, credential, refused, passthrough=passthrough)
+        if passthrough:
             return PASS
         return Decision(
             response=self._refuse(
@@ -169,10 +150,17 @@ def request_id(value: str | None) -> str | None:
     return "".join(ch for ch in value[:128] if ch.isprintable())
 
 
-def _context(request: HttpRequest) -> dict[str, str | None]:
-    return {
-        "method": request.method,
-        "path": request.path,
-        "remote_addr": request.remote_addr,
-        "request_id": request.request_id,
-    }
+def internal_error(request: RecordedRequest, token: str, exc: Exception) -> TokenRejected:
+    """The rejection for an exception from validation, logged loudly: it is a bug in this package.
+
+    Fails closed: the token is refused as malformed."""
+    audit.log.error(
+        "oidc.token.internal_error",
+        error_type=type(exc).__name__,
+        token_fingerprint=fingerprint(token),
+        method=request.method,
+        path=request.path,
+        remote_addr=request.remote_addr,
+        request_id=request.request_id,
+    )
+    return TokenRejected(MALFORMED_TOKEN, "the token could not be examined (internal error)")

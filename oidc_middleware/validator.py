@@ -37,6 +37,7 @@ from .jwk import Jwk
 from .jws import check_signature, parse_compact, parse_json_object, token_digest
 from .keys import Clock, FetchNeeded, ProviderKeys, wall_clock
 from .principal import Principal
+from .record import Recorder
 from .stats import Stats
 
 
@@ -59,6 +60,7 @@ class TokenValidator:
         self.config = load_config(config)
         self._clock = clock or wall_clock
         self._stats = Stats()
+        self.recorder = Recorder(self._stats)
         entries = self.config.token_cache_entries
         self._cache = TokenCache(entries) if entries else None
         fetcher = Fetcher(self.config, session)
@@ -81,16 +83,10 @@ class TokenValidator:
         self._discovery_lock: threading.Lock | None = None  # created at first use (see forks)
 
     def stats(self) -> dict[str, Any]:
-        """Counters since start: accepted, rejected by reason, passed through by reason, key
-        fetches ok/failed, verified-token cache hits/misses. A plain dict, safe to serialize."""
+        """Counters since start: decisions recorded by the middleware and the Quay integration
+        (accepted, rejected by reason, passed through by reason), key fetches ok/failed,
+        verified-token cache hits/misses. A plain dict, safe to serialize."""
         return self._stats.snapshot()
-
-    def count(self, outcome: str, reason: str | None = None) -> None:
-        """Record a decision made on top of :meth:`validate` (the middleware's pass-through)."""
-        if outcome == "accepted":
-            self._stats.add("decision", "accepted")
-        else:
-            self._stats.add(outcome, reason or "unknown")
 
     def health(self) -> dict[str, Any]:
         """For readiness checks: per provider, whether keys are loaded and usable, their age,
@@ -112,24 +108,14 @@ class TokenValidator:
             keys.prefetch()
         return self.health()
 
-    def validate(self, token: str, *, may_fetch: bool = True, count: bool = True) -> Principal:
-        """Return the verified principal, or raise :class:`TokenRejected`.
+    def validate(self, token: str, *, may_fetch: bool = True) -> Principal:
+        """Return the verified principal, or raise :class:`TokenRejected`. Decides only: the
+        caller records the decision (``self.recorder``), once.
 
         ``may_fetch=False`` is for event loops: where discovery or keys would have to be fetched,
         :class:`~oidc_middleware.keys.FetchNeeded` is raised instead, and the caller retries in a
-        worker thread. ``count=False`` leaves the decision counters to the caller.
+        worker thread.
         """
-        try:
-            principal = self._validate(token, may_fetch)
-        except TokenRejected as rejection:
-            if count:
-                self._stats.add("rejected", rejection.reason)
-            raise
-        if count:
-            self._stats.add("decision", "accepted")
-        return principal
-
-    def _validate(self, token: str, may_fetch: bool) -> Principal:
         cache = self._cache
         if cache is None:
             return self._verify(token, may_fetch)

@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 PRINCIPAL_KEY = "oidc.principal"
+# The accepted credential, beside the principal: so that the Quay integration, asked about the same
+# token later in the request, does not record the decision a second time. Its repr hides the token.
+CREDENTIAL_KEY = "oidc.credential"
 
 
 class OIDCMiddleware:
@@ -43,20 +46,23 @@ class OIDCMiddleware:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         # Only this middleware may set the principal; never trust one that arrived with the request.
         environ.pop(PRINCIPAL_KEY, None)
+        environ.pop(CREDENTIAL_KEY, None)
         authorization = environ.get("HTTP_AUTHORIZATION")
         if authorization is None:
             return self.app(environ, start_response)
-        decision = self.decider.decide(_request(environ, authorization))
+        decision = self.decider.decide(http_request(environ, authorization))
         if decision.response is not None:
             response = decision.response
             start_response(response.status_line, list(response.headers))
             return [response.body]
         if decision.principal is not None:
             environ[PRINCIPAL_KEY] = decision.principal
+            environ[CREDENTIAL_KEY] = decision.credential
         return self.app(environ, start_response)
 
 
-def _request(environ: dict[str, Any], authorization: str) -> HttpRequest:
+def http_request(environ: dict[str, Any], authorization: str) -> HttpRequest:
+    """What the decision needs of a WSGI request."""
     host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME', '')}:{environ.get('SERVER_PORT', '')}"
     return HttpRequest(
         method=environ.get("REQUEST_METHOD", "GET"),

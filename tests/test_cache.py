@@ -147,7 +147,7 @@ def test_concurrent_threads_share_the_cache_safely(idp: LocalIdP, clock: Clock) 
     assert errors == []
     hits, misses = cache_counts(validator)
     assert hits + misses == 8 * 400
-    assert validator.stats()["accepted"] == 8 * 400
+    assert validator.stats()["accepted"] == 0  # validate() decides; only callers record
     assert len(validator._cache or []) <= 20
 
 

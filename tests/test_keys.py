@@ -347,7 +347,10 @@ def test_proxy_and_ca_bundle_come_from_the_configuration(idp: LocalIdP, clock: C
 # -- operators: stats and health ---------------------------------------------------------------------
 
 
-def test_stats_count_decisions_and_fetches(idp: LocalIdP, clock: Clock, attacker_key: SigningKey) -> None:
+def test_stats_count_fetches_and_cache_but_validate_records_no_decision(
+    idp: LocalIdP, clock: Clock, attacker_key: SigningKey
+) -> None:
+    """validate() only decides: decisions are counted where they are recorded (record.py)."""
     validator = make_validator(idp, clock)
     repeated = token(idp, clock)
     validator.validate(repeated)
@@ -357,8 +360,8 @@ def test_stats_count_decisions_and_fetches(idp: LocalIdP, clock: Clock, attacker
         with pytest.raises(TokenRejected):
             validator.validate(bad)
     assert validator.stats() == {
-        "accepted": 3,
-        "rejected": {"invalid_signature": 1, "malformed_token": 1},
+        "accepted": 0,
+        "rejected": {},
         "passthrough": {},
         "key_fetches": {"ok": 1, "failed": 0},
         "token_cache": {"hits": 1, "misses": 4},
@@ -385,14 +388,15 @@ def test_health_reports_keys_age_and_last_error(idp: LocalIdP, clock: Clock) -> 
 def test_prometheus_metrics_expose_the_counters(idp: LocalIdP, clock: Clock) -> None:
     from prometheus_client import CollectorRegistry, generate_latest
 
+    from oidc_middleware.decision import Decider, HttpRequest
     from oidc_middleware.prometheus import register
 
     validator = make_validator(idp, clock)
     registry = CollectorRegistry()
     register(validator, registry)
-    validator.validate(token(idp, clock))
-    with pytest.raises(TokenRejected):
-        validator.validate("junk")
+    decider = Decider(validator)
+    for credential in (token(idp, clock), "junk.junk.junk"):
+        decider.decide(HttpRequest("GET", "/api/v1/user/", "", (f"Bearer {credential}",), "quay", "https"))
     text = generate_latest(registry).decode()
     assert 'oidc_middleware_decisions_total{outcome="accepted",reason=""} 1.0' in text
     assert 'oidc_middleware_decisions_total{outcome="rejected",reason="malformed_token"} 1.0' in text
