@@ -22,12 +22,15 @@ ROBOT_FEDERATION_PATH: Final = "/oauth2/federation/robot/token"
 BEARER: Final = "bearer"
 DOCKER_LOGIN: Final = "docker_login"
 ROBOT_FEDERATION: Final = "robot_federation"
+# Not found in a request: the ID token Quay itself got from the provider at its login callback
+# (recorded by the Quay integration).
+ID_TOKEN: Final = "id_token"
 
 
 class Credential(NamedTuple):
     """A token found in a request. Its repr never shows the token."""
 
-    kind: str  # BEARER, DOCKER_LOGIN or ROBOT_FEDERATION
+    kind: str  # BEARER, DOCKER_LOGIN, ROBOT_FEDERATION or ID_TOKEN
     token: str
     robot: str | None = None  # the robot account named in robot federation
 
@@ -69,7 +72,7 @@ def find_credential(
             raise InvalidRequest("token sent both in the Authorization header and in the query")
         return Credential(BEARER, value)
     if scheme == "basic" and path in (DOCKER_LOGIN_PATH, ROBOT_FEDERATION_PATH):
-        user, password = _basic(value)
+        user, password = decode_basic(value)
         if password is None:
             return None
         # Any method: Flask answers HEAD with the GET view, and what Quay runs must not escape us.
@@ -80,7 +83,7 @@ def find_credential(
     return None
 
 
-def _basic(value: str) -> tuple[str, str | None]:
+def decode_basic(value: str) -> tuple[str, str | None]:
     """Decode Basic credentials (RFC 7617) as leniently as Quay does; (user, None) if impossible.
 
     Quay decodes with a plain ``b64decode``, which skips characters outside the alphabet. A

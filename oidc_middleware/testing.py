@@ -17,6 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qsl
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
@@ -124,7 +125,9 @@ class LocalIdP:
       more bytes than it sends, then closes);
     * :meth:`stop` then :meth:`start` again: down, then back on the same port.
 
-    ``cache_control`` is sent with every document when set.
+    ``cache_control`` is sent with every document when set. The token endpoint answers an
+    authorization code registered with :meth:`issue_code` (once), as the login code exchange of a
+    relying party such as Quay's web UI login expects.
     """
 
     def __init__(
@@ -138,6 +141,7 @@ class LocalIdP:
         self.cache_control: str | None = None
         self.hits: Counter[str] = Counter()
         self.extra_jwks: list[dict[str, Any]] = []
+        self.codes: dict[str, dict[str, Any]] = {}
         self._server: ThreadingHTTPServer | None = None
         self._port = 0
 
@@ -156,6 +160,18 @@ class LocalIdP:
             def do_GET(self) -> None:
                 idp.hits[self.path] += 1
                 idp._respond(self)
+
+            def do_POST(self) -> None:
+                idp.hits[self.path] += 1
+                length = int(self.headers.get("Content-Length") or 0)
+                form = dict(parse_qsl(self.rfile.read(length).decode("utf-8", "replace")))
+                status, body = idp._token_answer(self.path, form)
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 pass
@@ -264,12 +280,32 @@ class LocalIdP:
             return 200, self.jwks()
         return 404, {"error": "not_found"}
 
+    @property
+    def token_endpoint(self) -> str:
+        return f"{self.base_url}{self.tenant}/oauth2/v2.0/token"
+
+    def issue_code(self, id_token: str, access_token: str = "opaque-access-token") -> str:  # noqa: S107
+        """Register a one-time authorization code that the token endpoint exchanges for these."""
+        code = uuid.uuid4().hex
+        self.codes[code] = {"id_token": id_token, "access_token": access_token, "token_type": "Bearer"}
+        return code
+
+    def _token_answer(self, path: str, form: dict[str, str]) -> tuple[int, Any]:
+        if self.failing:
+            return 503, {"error": "temporarily_unavailable"}
+        if path.partition("?")[0] != f"/{self.tenant}/oauth2/v2.0/token":
+            return 404, {"error": "not_found"}
+        tokens = self.codes.pop(form.get("code", ""), None)
+        if form.get("grant_type") != "authorization_code" or tokens is None:
+            return 400, {"error": "invalid_grant"}
+        return 200, tokens
+
     def _discovery(self, issuer: str) -> dict[str, Any]:
         return {
             "issuer": issuer,
             "jwks_uri": self.jwks_uri,
             "authorization_endpoint": f"{self.base_url}{self.tenant}/oauth2/v2.0/authorize",
-            "token_endpoint": f"{self.base_url}{self.tenant}/oauth2/v2.0/token",
+            "token_endpoint": self.token_endpoint,
             "id_token_signing_alg_values_supported": ["RS256"],
             "response_types_supported": ["code", "id_token", "code id_token"],
             "subject_types_supported": ["pairwise"],
@@ -287,12 +323,15 @@ class LocalIdP:
         roles: list[str] | None = None,
         lifetime: int = 3600,
         now: float | None = None,
+        recipient: str | None = None,
     ) -> dict[str, Any]:
         """Claims shaped like an Entra access token of ``version`` "1.0" or "2.0".
 
         Without ``user`` it is an app-only (client credentials) token: ``roles``, ``idtyp: app``,
         ``sub`` = ``oid`` = the service principal. With ``user`` (an object id) it is delegated:
-        ``scp`` holds ``scopes``, ``sub`` is pairwise.
+        ``scp`` holds ``scopes``, and ``sub`` is pairwise: one value per user and recipient
+        application (``recipient``, by default the audience), as Entra makes it, whatever
+        application asked for the token.
         """
         issued = int(time.time() if now is None else now)
         claims: dict[str, Any] = {
@@ -313,7 +352,8 @@ class LocalIdP:
             claims.update(oid=service_principal, sub=service_principal, idtyp="app")
             claims["roles"] = roles if roles is not None else ["Quay.Api.ReadWrite"]
         else:
-            claims.update(oid=user, sub=str(uuid.uuid5(uuid.NAMESPACE_OID, user + client)))
+            pairwise = f"{user}:{recipient or audience}"
+            claims.update(oid=user, sub=str(uuid.uuid5(uuid.NAMESPACE_OID, pairwise)))
             claims["scp"] = scopes if scopes is not None else "repo:read repo:write"
             claims["name"] = "Test User"
             claims["upn" if version == "1.0" else "preferred_username"] = "user@example.com"

@@ -1,0 +1,374 @@
+"""The real Quay, installed and served for tests: source trees, cached virtualenvs, fixture
+databases, and Quay's app on a loopback WSGI server in a process of its own.
+
+Where Quay's source comes from: ``OIDC_QUAY_SOURCES`` (a directory holding ``quay-VERSION.tar.gz``
+files, ``vendor/`` and ``placeholder-country.mmdb`` laid out as in ``../shared/quay/``), else
+``../shared/quay/`` beside this repository. Without either, the Quay tests skip, unless
+``OIDC_QUAY_REQUIRED=1`` (CI), which makes a missing Quay a failure.
+
+What is cached, outside the repository (``OIDC_QUAY_CACHE``, default ``~/.cache/oidc-middleware/quay``),
+per version: the extracted tree, a virtualenv with Quay's pinned requirements (and the pip freeze
+taken before this project was added to it), and a SQLite database built by Quay's own
+``initdb``. Each test session installs the current checkout of this project into each
+virtualenv (a wheel, built once per session), so the served Quay runs the code under test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import textwrap
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+VERSIONS = ("3.15.7", "3.17.4", "3.18.0")
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+HOW_TO_GET = (
+    "no Quay source trees: set OIDC_QUAY_SOURCES to a directory holding quay-VERSION.tar.gz "
+    "(a clone of github.com/quay/quay at tag vVERSION, packed as quay-VERSION/), vendor/ and "
+    "placeholder-country.mmdb as in ../shared/quay/"
+)
+# Headers for the requirements that Quay builds from source (python-ldap, psycopg2, lxml, ...).
+APT_PACKAGES = [
+    "build-essential",
+    "pkg-config",
+    "libldap2-dev",
+    "libsasl2-dev",
+    "libpq-dev",
+    "libmagic1",
+    "libjpeg-dev",
+    "libxml2-dev",
+    "libxslt1-dev",
+    "libffi-dev",
+    "libssl-dev",
+    "zlib1g-dev",
+]
+# What Quay's initdb imports from its test fixtures, at Quay's own pins.
+DEV_REQUIREMENTS = ("pytest", "pytest-flask", "filelock", "mock", "httmock", "fakeredis", "freezegun")
+
+
+def required() -> bool:
+    return os.environ.get("OIDC_QUAY_REQUIRED", "") not in ("", "0")
+
+
+def sources() -> Path | None:
+    configured = os.environ.get("OIDC_QUAY_SOURCES")
+    candidates = [Path(configured)] if configured else [REPO.parent / "shared" / "quay"]
+    for candidate in candidates:
+        if all((candidate / f"quay-{version}.tar.gz").is_file() for version in VERSIONS):
+            return candidate
+    return None
+
+
+def cache_root() -> Path:
+    configured = os.environ.get("OIDC_QUAY_CACHE")
+    root = Path(configured) if configured else Path.home() / ".cache" / "oidc-middleware" / "quay"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """One installer at a time per version (parallel sessions share the cache)."""
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _run(command: list[str], log: Path, **options: Any) -> None:
+    with open(log, "a") as out:
+        out.write(f"\n$ {' '.join(command)}\n")
+        out.flush()
+        done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False, **options)
+    if done.returncode != 0:
+        tail = log.read_text(errors="replace").splitlines()[-40:]
+        raise RuntimeError(f"{command[:4]} failed ({done.returncode}); log {log}:\n" + "\n".join(tail))
+
+
+def _apt_headers(log: Path) -> None:
+    missing = [
+        package
+        for package in APT_PACKAGES
+        if subprocess.run(["dpkg", "-s", package], capture_output=True, check=False).returncode != 0
+    ]
+    if missing:
+        _run(["apt-get", "update", "-qq"], log)
+        environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        _run(["apt-get", "install", "-y", "-qq", *missing], log, env=environment)
+
+
+@dataclass(frozen=True)
+class QuayInstall:
+    """One installed Quay version: its source tree, its Python, its fixture database."""
+
+    version: str
+    tree: Path
+    python: Path
+    database: Path
+    freeze_before: Path  # pip freeze of Quay's pins alone, before this project was installed
+
+    @property
+    def line(self) -> str:
+        return ".".join(self.version.split(".")[:2])
+
+    def freeze(self) -> list[str]:
+        done = subprocess.run(
+            [str(self.python), "-m", "pip", "freeze", "--all", "--disable-pip-version-check"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return sorted(line for line in done.stdout.splitlines() if line.strip())
+
+
+def ensure_installed(version: str, source: Path, wheel: Path) -> QuayInstall:
+    """The cached install of ``version``, built when missing, with ``wheel`` (this project) in it."""
+    root = cache_root()
+    log = root / f"install-{version}.log"
+    tree = root / f"quay-{version}"
+    venv = root / f"venv-{version}"
+    python = venv / "bin" / "python"
+    pins_done = venv / ".quay-pins-installed"
+    freeze_before = venv / "freeze-before-oidc-middleware.txt"
+    database = root / f"db-{version}.sqlite"
+    with _locked(root / f".lock-{version}"):
+        if not (tree / "app.py").is_file():
+            shutil.rmtree(tree, ignore_errors=True)
+            with tarfile.open(source / f"quay-{version}.tar.gz") as archive:
+                archive.extractall(root, filter="data")
+            # The GeoIP database Quay opens at import: the placeholder beside the trees.
+            placeholder = source / "placeholder-country.mmdb"
+            for target in ("util/ipresolver/ip-to-country.mmdb", "util/ipresolver/GeoLite2-Country.mmdb"):
+                if (tree / target).parent.is_dir() and not (tree / target).exists():
+                    shutil.copy(placeholder, tree / target)
+        if not pins_done.exists():
+            _apt_headers(log)
+            if not python.exists():
+                _run([sys.executable, "-m", "venv", str(venv)], log)
+            pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--quiet"]
+            _run([*pip, "--upgrade", "pip", "setuptools", "wheel"], log)
+            requirements = root / f"requirements-{version}.txt"
+            lines = (tree / "requirements.txt").read_text().splitlines()
+            requirements.write_text("\n".join(line for line in lines if "git+https://" not in line) + "\n")
+            vendored = sorted(str(path) for path in (source / "vendor").glob("*.tar.gz"))
+            _run([*pip, "-r", str(requirements), *vendored], log)
+            dev = root / f"requirements-dev-{version}.txt"
+            wanted = [
+                line
+                for line in (tree / "requirements-dev.txt").read_text().splitlines()
+                if line.split("=")[0].split("<")[0].split(">")[0].strip().lower() in DEV_REQUIREMENTS
+            ]
+            dev.write_text("\n".join(wanted) + "\n")
+            _run([*pip, "-r", str(dev)], log)
+            freeze = QuayInstall(version, tree, python, database, freeze_before).freeze()
+            freeze_before.write_text("\n".join(freeze) + "\n")
+            pins_done.touch()
+        # This project, as the current checkout: its dependencies once, the wheel every session.
+        pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--quiet"]
+        _run([*pip, str(wheel)], log)
+        _run([*pip, "--no-deps", "--force-reinstall", str(wheel)], log)
+        if not database.exists():
+            _build_database(tree, python, database, log)
+    return QuayInstall(version, tree, python, database, freeze_before)
+
+
+def _build_database(tree: Path, python: Path, database: Path, log: Path) -> None:
+    """The SQLite fixture database, from Quay's own initdb (its test configuration)."""
+    partial = database.with_suffix(".partial")
+    partial.unlink(missing_ok=True)
+    environment = {**clean_environment(), "TEST": "true", "PYTHONPATH": str(tree)}
+    _run([str(python), str(HERE / "build_database.py"), str(partial)], log, cwd=tree, env=environment)
+    partial.rename(database)
+
+
+def clean_environment() -> dict[str, str]:
+    """The environment for Quay's processes: no TEST (any value selects Quay's test config), no
+    proxies, no variables of this project's own tests."""
+    dropped = ("TEST", "QUAY_OVERRIDE_CONFIG", "QUAYCONF", "PYTHONPATH", "VIRTUAL_ENV")
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if name not in dropped and not name.lower().endswith("_proxy")
+    }
+
+
+def build_wheel(directory: Path) -> Path:
+    """A wheel of this checkout, built once per session with the project's own Python."""
+    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet"]
+    with tempfile.TemporaryDirectory() as build:
+        # Built from a copy, so that the checkout gets no build/ or egg-info directory.
+        copy = Path(build) / "src"
+        shutil.copytree(
+            REPO,
+            copy,
+            ignore=shutil.ignore_patterns(
+                ".git", ".venv", "node_modules", "*.egg-info", "build", "__pycache__"
+            ),
+        )
+        subprocess.run([*command, "-w", str(directory), str(copy)], check=True, capture_output=True)
+    return next(directory.glob("oidc_middleware-*.whl"))
+
+
+# -- serving ------------------------------------------------------------------------------------
+
+
+def quay_config(
+    install: QuayInstall, workdir: Path, port: int, provider: dict[str, Any], **extra: Any
+) -> dict[str, Any]:
+    """A production-shaped config.yaml (no TEST variable): what an administrator writes."""
+    storage = workdir / "storage"
+    return {
+        "TESTING": True,  # while importing: false makes Quay connect to Redis (see serve.py)
+        "SETUP_COMPLETE": True,
+        "SERVER_HOSTNAME": f"127.0.0.1:{port}",
+        "PREFERRED_URL_SCHEME": "http",
+        "DB_URI": f"sqlite:///{workdir / 'quay.sqlite'}",
+        "DATABASE_SECRET_KEY": "a-database-secret-key-for-tests",
+        "SECRET_KEY": "a-secret-key-for-tests",
+        "AUTHENTICATION_TYPE": "Database",
+        "FEATURE_USER_CREATION": True,
+        "FEATURE_MAILING": False,
+        "DISTRIBUTED_STORAGE_CONFIG": {
+            "local_us": ["LocalStorage", {"storage_path": str(storage / "us")}],
+            "local_eu": ["LocalStorage", {"storage_path": str(storage / "eu")}],
+        },
+        "DISTRIBUTED_STORAGE_PREFERENCE": ["local_us"],
+        "DISTRIBUTED_STORAGE_DEFAULT_LOCATIONS": ["local_us"],
+        "USERFILES_LOCATION": "local_us",
+        # The instance key that signs Quay's registry tokens: the one the fixture database approves.
+        "INSTANCE_SERVICE_KEY_KID_LOCATION": str(install.tree / "test" / "data" / "test.kid"),
+        "INSTANCE_SERVICE_KEY_LOCATION": str(install.tree / "test" / "data" / "test.pem"),
+        "AZURE_LOGIN_CONFIG": provider,
+        **extra,
+    }
+
+
+@dataclass
+class QuayServer:
+    """Quay's app served on loopback by a process of its own. ``mode``: "alone" (Quay as shipped),
+    "filter" (only OIDCMiddleware in front) or "install" (oidc_middleware.quay.install)."""
+
+    install: QuayInstall
+    mode: str
+    testing: bool
+    workdir: Path
+    port: int
+    process: subprocess.Popen[bytes]
+    audit_log: Path
+    output: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def audit_events(self) -> list[dict[str, Any]]:
+        if not self.audit_log.exists():
+            return []
+        return [json.loads(line) for line in self.audit_log.read_text().splitlines() if line.startswith("{")]
+
+    def query(self, sql: str, *parameters: Any) -> list[tuple[Any, ...]]:
+        """Read Quay's database (SQLite allows a reader beside the server)."""
+        import sqlite3
+
+        connection = sqlite3.connect(f"file:{self.workdir / 'quay.sqlite'}?mode=ro", uri=True, timeout=10)
+        try:
+            return connection.execute(sql, parameters).fetchall()
+        finally:
+            connection.close()
+
+    def federated_users(self) -> list[tuple[str, str]]:
+        """(Quay username, federated sub) of every user bound to the provider's login service."""
+        rows = self.query(
+            "SELECT u.username, f.service_ident FROM federatedlogin f "
+            "JOIN user u ON u.id = f.user_id JOIN loginservice s ON s.id = f.service_id "
+            "WHERE s.name = 'azure'"
+        )
+        return sorted((str(name), str(sub)) for name, sub in rows)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
+def start_server(
+    install: QuayInstall,
+    workdir: Path,
+    provider: dict[str, Any],
+    *,
+    mode: str,
+    testing: bool,
+    extra_config: dict[str, Any] | None = None,
+    timeout: float = 120.0,
+) -> QuayServer:
+    """Start Quay (its own database copy, its own config) and wait until it answers."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(install.database, workdir / "quay.sqlite")
+    port = _free_port()
+    conf = workdir / "conf"
+    (conf / "stack").mkdir(parents=True, exist_ok=True)
+    for logging_conf in (install.tree / "conf").glob("logging*.conf"):
+        shutil.copy(logging_conf, conf / logging_conf.name)
+    config = quay_config(install, workdir, port, provider, **(extra_config or {}))
+    (conf / "stack" / "config.yaml").write_text(yaml.safe_dump(config))
+    audit_log = workdir / "audit.jsonl"
+    output = workdir / "server.log"
+    environment = {
+        **clean_environment(),
+        "QUAYCONF": str(conf),
+        "PYTHONPATH": str(install.tree),
+        "OIDC_QUAY_MODE": mode,
+        "OIDC_QUAY_TESTING": "true" if testing else "false",
+        "OIDC_QUAY_PORT": str(port),
+        "OIDC_QUAY_AUDIT_LOG": str(audit_log),
+    }
+    with open(output, "wb") as out:
+        process = subprocess.Popen(
+            [str(install.python), str(HERE / "serve.py")],
+            cwd=install.tree,
+            env=environment,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    server = QuayServer(install, mode, testing, workdir, port, process, audit_log, output)
+    deadline = time.monotonic() + timeout
+    ready = workdir / "ready"
+    while not ready.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            server.stop()
+            tail = "\n".join(output.read_text(errors="replace").splitlines()[-30:])
+            raise RuntimeError(f"Quay {install.version} ({mode}) did not start:\n{tail}")
+        time.sleep(0.1)
+    return server
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def describe(server: QuayServer) -> str:
+    return textwrap.shorten(f"Quay {server.install.version} {server.mode} TESTING={server.testing}", 80)

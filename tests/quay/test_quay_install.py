@@ -1,0 +1,338 @@
+"""oidc_middleware.quay.install against the real Quay 3.15.7, 3.17.4 and 3.18.0, over HTTP.
+
+Each test runs once per Quay version (the ``quay`` fixture). ``installed`` is Quay with the two
+lines of ``install`` and TESTING false; ``installed_testing`` the same with TESTING true (Quay's
+default); ``alone`` is Quay as shipped, for what Quay itself answers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+
+from oidc_middleware.testing import LocalIdP, SigningKey
+
+from . import harness
+from .conftest import (
+    CLI_CLIENT,
+    DEVHUB_CLIENT,
+    GRAPH,
+    QUAY_OAUTH_TOKEN,
+    STRANGER_CLIENT,
+    basic,
+    bearer,
+    forged,
+    get,
+    id_token,
+    user_token,
+)
+
+STRANGER_OID = "a1b2c3d4-0000-4000-8000-0000000bad00"  # never accepted anywhere: never a Quay user
+
+
+def username(server: harness.QuayServer, token: str) -> str:
+    answer = get(server, "/api/v1/user/", headers=bearer(token))
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["username"])
+
+
+def user_count(server: harness.QuayServer) -> int:
+    return int(server.query("SELECT count(*) FROM user")[0][0])
+
+
+# -- accepted: v1.0, v2.0 and On-Behalf-Of tokens of one person ------------------------------------
+
+
+def test_v1_v2_and_obo_tokens_of_one_person_are_one_quay_user(
+    installed: harness.QuayServer, entra: LocalIdP
+) -> None:
+    names = {
+        "v1.0": username(installed, user_token(entra, "1.0", CLI_CLIENT)),
+        "v2.0": username(installed, user_token(entra, "2.0", CLI_CLIENT)),
+        "obo": username(installed, user_token(entra, "2.0", DEVHUB_CLIENT)),
+    }
+    assert len(set(names.values())) == 1, names
+    bound = [row for row in installed.federated_users() if row[0] == names["v1.0"]]
+    assert len(bound) == 1  # one federated login (service azure, the pairwise sub)
+
+
+def test_an_obo_token_creates_a_private_repository_as_developer_hub_does(
+    installed: harness.QuayServer, entra: LocalIdP
+) -> None:
+    token = user_token(entra, "2.0", DEVHUB_CLIENT, scp="repo:write")
+    namespace = username(installed, token)
+    created = requests.post(
+        installed.url + "/api/v1/repository",
+        headers=bearer(token),
+        json={
+            "namespace": namespace,
+            "repository": "from-developer-hub",
+            "visibility": "private",
+            "description": "created by the quay:create-repository template action",
+            "repo_kind": "image",
+        },
+        timeout=60,
+    )
+    assert created.status_code == 201, created.text
+    shown = get(installed, f"/api/v1/repository/{namespace}/from-developer-hub", headers=bearer(token))
+    assert shown.status_code == 200
+    assert shown.json()["is_public"] is False
+
+
+def test_an_obo_token_of_a_client_not_allowed_creates_nothing(
+    installed: harness.QuayServer, entra: LocalIdP
+) -> None:
+    namespace = username(installed, user_token(entra, "2.0", CLI_CLIENT))
+    refused = requests.post(
+        installed.url + "/api/v1/repository",
+        headers=bearer(user_token(entra, "2.0", STRANGER_CLIENT, scp="repo:write")),
+        json={
+            "namespace": namespace,
+            "repository": "from-a-stranger",
+            "visibility": "private",
+            "description": "",
+        },
+        timeout=60,
+    )
+    assert refused.status_code == 401
+    assert refused.json()["reason"] == "client_not_allowed"
+    assert installed.query("SELECT id FROM repository WHERE name = 'from-a-stranger'") == []
+
+
+# -- refused: 401 with the reason code, and no Quay user -------------------------------------------
+
+Case = Callable[[LocalIdP, SigningKey], str]
+REFUSED: dict[str, tuple[Case, str]] = {
+    "v2.0 azp not allowed": (
+        lambda idp, _: user_token(idp, "2.0", STRANGER_CLIENT, user=STRANGER_OID),
+        "client_not_allowed",
+    ),
+    "v1.0 appid not allowed": (
+        lambda idp, _: user_token(idp, "1.0", STRANGER_CLIENT, user=STRANGER_OID),
+        "client_not_allowed",
+    ),
+    "audience of another API": (
+        lambda idp, _: user_token(idp, "2.0", CLI_CLIENT, audience=GRAPH, user=STRANGER_OID),
+        "invalid_audience",
+    ),
+    "expired": (
+        lambda idp, _: user_token(idp, "2.0", CLI_CLIENT, now=time.time() - 7200, user=STRANGER_OID),
+        "token_expired",
+    ),
+    "bad signature": (lambda idp, key: forged(idp, key, user=STRANGER_OID), "invalid_signature"),
+    "unknown kid": (
+        lambda idp, _: forged(idp, SigningKey.rsa("retired-key"), user=STRANGER_OID),
+        "unknown_key",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED))
+def test_refused_tokens_get_401_with_the_reason_and_no_quay_user(
+    installed: harness.QuayServer, entra: LocalIdP, attacker_key: SigningKey, case: str
+) -> None:
+    make, reason = REFUSED[case]
+    users = user_count(installed)
+    answer = get(installed, "/api/v1/user/", headers=bearer(make(entra, attacker_key)))
+    assert answer.status_code == 401
+    assert answer.json()["reason"] == reason
+    assert user_count(installed) == users
+
+
+def test_forged_signature_is_refused_with_testing_true(
+    installed_testing: harness.QuayServer, entra: LocalIdP, attacker_key: SigningKey
+) -> None:
+    users = user_count(installed_testing)
+    for path in ("/api/v1/user/", "/api/v1/repository?public=true"):
+        answer = get(installed_testing, path, headers=bearer(forged(entra, attacker_key, user=STRANGER_OID)))
+        assert answer.status_code == 401
+        assert answer.json()["reason"] == "invalid_signature"
+    login = get(
+        installed_testing,
+        f"/v2/auth?service=127.0.0.1:{installed_testing.port}",
+        headers=basic("$oauthtoken", forged(entra, attacker_key, user=STRANGER_OID)),
+    )
+    assert login.status_code == 401
+    assert user_count(installed_testing) == users
+    warnings = [
+        event for event in installed_testing.audit_events() if event["event"] == "oidc.quay.testing_enabled"
+    ]
+    assert len(warnings) == 1 and warnings[0]["level"] == "warning"
+
+
+# -- what stays Quay's own ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [pytest.param(bearer(QUAY_OAUTH_TOKEN), id="quay-oauth-token"), pytest.param({}, id="no-credentials")],
+)
+def test_quay_own_token_and_no_credentials_are_answered_as_quay_alone_answers(
+    installed: harness.QuayServer, alone: harness.QuayServer, headers: dict[str, str]
+) -> None:
+    ours, theirs = (get(server, "/api/v1/user/", headers=headers) for server in (installed, alone))
+    assert ours.status_code == theirs.status_code
+    assert ours.json() == {
+        **theirs.json(),
+        **({"type": ours.json()["type"]} if "type" in ours.json() else {}),
+    }
+    if headers:
+        assert ours.json()["username"] == "devtable"
+
+
+# -- docker login --------------------------------------------------------------------------------------
+
+
+def test_docker_login_with_a_v2_token_gets_a_registry_token_that_opens_v2(
+    installed: harness.QuayServer, entra: LocalIdP
+) -> None:
+    service = f"127.0.0.1:{installed.port}"
+    login = get(
+        installed,
+        f"/v2/auth?service={service}",
+        headers=basic("$oauthtoken", user_token(entra, "2.0", CLI_CLIENT)),
+    )
+    assert login.status_code == 200, login.text
+    registry_token = login.json()["token"]
+    assert get(installed, "/v2/", headers=bearer(registry_token)).status_code == 200
+    assert get(installed, "/v2/").status_code == 401
+
+
+def test_docker_login_of_a_client_not_allowed_is_refused(
+    installed: harness.QuayServer, entra: LocalIdP
+) -> None:
+    service = f"127.0.0.1:{installed.port}"
+    token = user_token(entra, "2.0", STRANGER_CLIENT, user=STRANGER_OID)
+    login = get(installed, f"/v2/auth?service={service}", headers=basic("$oauthtoken", token))
+    assert login.status_code == 401
+    assert login.json()["errors"][0]["detail"]["reason"] == "client_not_allowed"
+
+
+# -- the web UI login ----------------------------------------------------------------------------------
+
+
+def web_login(server: harness.QuayServer, idp: LocalIdP, token: str) -> requests.Session:
+    """Quay's web UI login as a browser does it: start it, come back from the provider with a code."""
+    session = requests.Session()
+    csrf = session.get(server.url + "/csrf_token", timeout=60).json()["csrf_token"]
+    started = session.post(
+        server.url + "/api/v1/externallogin/azure",
+        json={"kind": "login"},
+        headers={"X-CSRF-Token": csrf},
+        timeout=60,
+    )
+    assert started.status_code == 200, started.text
+    state = parse_qs(urlsplit(started.json()["auth_url"]).query)["state"][0]
+    code = idp.issue_code(token)
+    back = session.get(
+        server.url + "/oauth2/azure/callback",
+        params={"code": code, "state": state},
+        allow_redirects=False,
+        timeout=60,
+    )
+    assert back.status_code in (200, 302), back.text[:500]
+    assert "error" not in back.headers.get("Location", ""), back.headers.get("Location")
+    return session
+
+
+def test_web_login_with_a_v2_id_token_while_oidc_issuer_is_v1(
+    installed: harness.QuayServer, entra: LocalIdP
+) -> None:
+    session = web_login(installed, entra, id_token(entra))
+    me = session.get(installed.url + "/api/v1/user/", timeout=60)
+    assert me.status_code == 200, me.text
+    # The same person as the bearer tokens: the ID token's sub is the same (same recipient).
+    assert me.json()["username"] == username(installed, user_token(entra, "2.0", CLI_CLIENT))
+
+
+def test_web_login_with_an_id_token_of_another_tenant_app_is_refused(
+    installed: harness.QuayServer, entra: LocalIdP
+) -> None:
+    users = user_count(installed)
+    session = requests.Session()
+    with pytest.raises(AssertionError):
+        web_login(installed, entra, id_token(entra, aud=GRAPH, user=STRANGER_OID))
+    assert user_count(installed) == users
+    assert session.get(installed.url + "/api/v1/user/", timeout=60).status_code == 401
+
+
+# -- one record per decision ---------------------------------------------------------------------------
+
+
+def test_a_request_decided_by_the_middleware_is_recorded_once(
+    installed: harness.QuayServer, entra: LocalIdP
+) -> None:
+    request_id = f"once-{time.monotonic_ns()}"
+    token = user_token(entra, "2.0", DEVHUB_CLIENT)
+    answer = get(installed, "/api/v1/user/", headers={**bearer(token), "X-Request-ID": request_id})
+    assert answer.status_code == 200
+    events = [event for event in installed.audit_events() if event.get("request_id") == request_id]
+    assert [event["event"] for event in events] == ["oidc.token.accepted"]
+    assert events[0]["on_behalf_of"] is True
+
+
+# -- installing into Quay's environment ----------------------------------------------------------------
+
+
+def test_installing_the_package_changes_none_of_quays_pins(quay: harness.QuayInstall) -> None:
+    before = dict(line.split("==", 1) for line in quay.freeze_before.read_text().split() if "==" in line)
+    after = dict(line.split("==", 1) for line in quay.freeze() if "==" in line)
+    changed = {
+        name: (version, after.get(name)) for name, version in before.items() if after.get(name) != version
+    }
+    assert changed == {}
+    added = sorted(set(after) - set(before))
+    assert any(line.startswith("oidc-middleware") for line in quay.freeze())
+    report = os.environ.get("OIDC_QUAY_REPORT")
+    if report:
+        Path(report).mkdir(parents=True, exist_ok=True)
+        (Path(report) / f"pip-{quay.version}.json").write_text(
+            json.dumps({"added": added, "changed": changed})
+        )
+
+
+def test_install_and_remove_in_quays_own_process(quay: harness.QuayInstall, tmp_path: Path) -> None:
+    """install, a second install, remove and an unrecognised Quay, checked inside Quay's process."""
+    script = Path(__file__).with_name("install_and_remove.py")
+    environment = {
+        **harness.clean_environment(),
+        "PYTHONPATH": str(quay.tree),
+        "QUAYCONF": str(tmp_path / "conf"),
+    }
+    conf = tmp_path / "conf" / "stack"
+    conf.mkdir(parents=True)
+    for logging_conf in (quay.tree / "conf").glob("logging*.conf"):
+        (tmp_path / "conf" / logging_conf.name).write_bytes(logging_conf.read_bytes())
+    import yaml
+
+    from .conftest import provider_block
+
+    with LocalIdP() as idp:
+        config = harness.quay_config(quay, tmp_path, 1, provider_block(idp))
+        (conf / "config.yaml").write_text(yaml.safe_dump(config))
+        done = subprocess.run(
+            [str(quay.python), str(script)],
+            cwd=quay.tree,
+            env=environment,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {
+        "line": quay.line,
+        "taken_over": ["azure"],
+        "second_install": "OIDCMiddlewareError",
+        "restored": True,
+        "unrecognised": "UnsupportedQuay",
+    }
