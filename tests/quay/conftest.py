@@ -21,7 +21,7 @@ QUAY_CLIENT_ID = "5f0c6e0a-8c1b-4f3e-9a57-2d4e6b8c0a1f"
 QUAY_API = "api://quay-api"
 CLI_CLIENT = "c0ffee00-1111-4222-8333-444455556666"  # a CLI on the allowlist
 DEVHUB_CLIENT = "de7b0b00-2222-4333-8444-555566667777"  # Red Hat Developer Hub, on the allowlist
-STRANGER_CLIENT = "0ddba11-3333-4444-8555-666677778888"  # not on the allowlist
+STRANGER_CLIENT = "0ddba11e-3333-4444-8555-666677778888"  # not on the allowlist
 GRAPH = "00000003-0000-0000-c000-000000000000"  # Microsoft Graph: another API's audience
 USER_OID = "a1b2c3d4-0000-4000-8000-00000000ada0"
 USER_EMAIL = "ada@example.com"
@@ -114,6 +114,14 @@ def alone(
     yield from _server(quay, entra, tmp_path_factory, "alone", testing=True)
 
 
+@pytest.fixture(scope="module")
+def alone_strict(
+    quay: harness.QuayInstall, entra: LocalIdP, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[harness.QuayServer]:
+    """Quay as shipped with TESTING false, as its documentation asks for production."""
+    yield from _server(quay, entra, tmp_path_factory, "alone", testing=False)
+
+
 # -- tokens --------------------------------------------------------------------------------------
 
 
@@ -132,7 +140,8 @@ def user_claims(
     claims = idp.claims(
         version, audience=audience, client=client, user=user, recipient=QUAY_CLIENT_ID, now=now
     )
-    claims["email"] = USER_EMAIL  # the optional claim, named by VERIFIED_EMAIL_CLAIM_NAME
+    # The optional claim, named by VERIFIED_EMAIL_CLAIM_NAME: Quay creates no user without one.
+    claims["email"] = USER_EMAIL if user == USER_OID else f"someone-{user[-8:]}@example.com"
     claims.update(changes)
     return claims
 
