@@ -22,7 +22,15 @@ from .claims import (
     check_time,
     require_claims,
 )
-from .config import ConfigSource, MiddlewareConfig, ProviderConfig, load_config, normalize_issuer
+from .config import (
+    ConfigSource,
+    MiddlewareConfig,
+    ProviderConfig,
+    load_config,
+    normalize_issuer,
+    quay_settings_problems,
+    read_document,
+)
 from .errors import ISSUER_NOT_CONFIGURED, ConfigError, TokenRejected
 from .jws import check_algorithm, check_signature, fingerprint, parse_compact, parse_json_object
 from .keys import FetchNeeded
@@ -41,9 +49,14 @@ def check_config(source: ConfigSource, *, online: bool, out: TextIO) -> int:
     print(f"configuration is valid: {len(config.providers)} provider(s)", file=out)
     for provider in config.providers:
         _summary(provider, out)
+    quay_problems = quay_settings_problems(read_document(source))
+    if quay_problems:
+        print(f"\nQuay's own settings have {len(quay_problems)} problem(s):", file=out)
+        for problem in quay_problems:
+            print(f"  - {problem}", file=out)
     if not online:
         print("\n(offline: discovery documents and keys not fetched; add --online to fetch them)", file=out)
-        return 0
+        return 1 if quay_problems else 0
     print("\nonline checks:", file=out)
     validator = TokenValidator(config)
     health = validator.prefetch()["providers"]
@@ -68,7 +81,7 @@ def check_config(source: ConfigSource, *, online: bool, out: TextIO) -> int:
             print(f"    PROBLEM       {state['last_error'] or 'no usable keys'}", file=out)
         else:
             print("    reachable     yes", file=out)
-    return 1 if failures else 0
+    return 1 if failures or quay_problems else 0
 
 
 def explain_token(

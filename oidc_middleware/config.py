@@ -176,10 +176,7 @@ def load_config(source: ConfigSource | MiddlewareConfig) -> MiddlewareConfig:
     """
     if isinstance(source, MiddlewareConfig):
         return source
-    if isinstance(source, Mapping):
-        document: Any = source
-    else:
-        document = _read_yaml(os.fspath(source))
+    document = read_document(source)
     problems: list[str] = []
     if not isinstance(document, Mapping):
         raise ConfigError([f"(top level): must be a mapping, got {_type(document)}"])
@@ -403,6 +400,25 @@ def _settings(block: Any, problems: list[str]) -> dict[str, Any]:
         else:
             values[key.lower()] = setting.convert(value)
     return values
+
+
+def quay_settings_problems(document: Mapping[str, Any]) -> list[str]:
+    """Problems in Quay's own settings that weaken what Quay checks (reported by check-config;
+    they do not stop the middleware)."""
+    problems = []
+    if document.get("TESTING") is not False:
+        problems.append(
+            f"TESTING: must be false in production, got {_type(document.get('TESTING'))} (Quay's default "
+            "is true). With TESTING true Quay alone skips the signature, expiry and audience checks of "
+            "OIDC bearer tokens and accepts forged ones; oidc_middleware.quay.install still checks every "
+            "token of the configured providers, but set TESTING: false for everything else Quay relaxes"
+        )
+    return problems
+
+
+def read_document(source: ConfigSource) -> Any:
+    """The configuration document: a mapping as given, or a YAML file parsed (ConfigError if not)."""
+    return source if isinstance(source, Mapping) else _read_yaml(os.fspath(source))
 
 
 def normalize_issuer(issuer: str) -> str:

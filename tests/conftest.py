@@ -63,6 +63,7 @@ def quay_config(idp: LocalIdP, **block: Any) -> dict[str, Any]:
     azure.update(block)
     azure = {key: value for key, value in azure.items() if value is not None}
     return {
+        "TESTING": False,
         "SERVER_HOSTNAME": "quay.example.com",
         "FEATURE_DIRECT_LOGIN": False,
         "GITHUB_LOGIN_CONFIG": {"CLIENT_ID": "gh", "CLIENT_SECRET": "gh-secret"},

@@ -171,3 +171,20 @@ def test_explain_offline_cannot_decide_for_a_provider_that_learns_its_issuer_onl
     online = explain(tmp_path, idp, idp.token(client=CI_CLIENT, now=0), "--online",
                      config=quay_config(idp, OIDC_ISSUERS=None))  # fmt: skip
     assert "FAIL  time      token_expired" in online.stdout
+
+
+@pytest.mark.parametrize("testing", [None, True, "false"], ids=["missing", "true", "a-string"])
+def test_check_config_reports_quay_testing_not_false_as_a_problem(
+    tmp_path: Path, idp: LocalIdP, testing: Any
+) -> None:
+    """Quay's default TESTING true turns its own signature check of bearer tokens off."""
+    config = quay_config(idp)
+    config.pop("TESTING")
+    if testing is not None:
+        config["TESTING"] = testing
+    result = run("check-config", write(tmp_path, config))
+    assert result.returncode == 1
+    assert "configuration is valid: 1 provider(s)" in result.stdout
+    assert "Quay's own settings have 1 problem(s):" in result.stdout
+    assert "TESTING: must be false in production" in result.stdout
+    assert "skips the signature" in result.stdout

@@ -79,3 +79,23 @@ def test_the_package_refuses_to_start_without_the_cryptography_backend() -> None
 
 def test_the_package_is_typed() -> None:
     assert (ROOT / "oidc_middleware" / "py.typed").exists()
+
+
+def test_importing_the_package_and_its_quay_integration_imports_none_of_quays_code() -> None:
+    """Only oidc_middleware.quay knows Quay, and it reads Quay's modules only when install() runs."""
+    code = (
+        "import sys, oidc_middleware, oidc_middleware.quay; "
+        "quay = {'app', 'auth', 'oauth', 'data', 'endpoints', 'features', 'jwt'} & "
+        "{name.split('.')[0] for name in sys.modules}; print(sorted(quay))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_install_outside_quay_says_what_it_found_and_what_is_supported() -> None:
+    from oidc_middleware.quay import UnsupportedQuay, detect
+
+    with pytest.raises(UnsupportedQuay) as raised:
+        detect({})
+    assert "this is not Quay's code" in str(raised.value)
+    assert "Quay 3.15.x, 3.17.x and 3.18.x" in str(raised.value)
