@@ -1,13 +1,13 @@
-"""A Quay-shaped Flask app behind OIDCMiddleware, wrapped as Quay's web.py and registry.py are.
+"""A small Flask app behind OIDCMiddleware, for the demo and for applications other than Quay.
 
-Quay's entrypoints do ``from app import app as application``; adding the middleware is the same
-move as Quay's existing ``ProxyFix`` wrapping::
+It is not Quay, and proves nothing about Quay: for Quay itself, the two lines of
+``oidc_middleware.quay.install`` go into Quay's web.py and registry.py (docs/quay-integration.md),
+and tests/quay/ runs them against the real Quay. Any other WSGI app wraps itself the same way::
 
-    # web.py and registry.py, after `from app import app as application`
     from oidc_middleware import OIDCMiddleware, TokenValidator
 
-    validator = TokenValidator(application.config)   # Quay's own config.yaml, already loaded
-    application.wsgi_app = OIDCMiddleware(application.wsgi_app, validator.config, validator=validator)
+    validator = TokenValidator(app.config)
+    app.wsgi_app = OIDCMiddleware(app.wsgi_app, validator.config, validator=validator)
 
 Run it against a real tenant: ``python examples/quay_wsgi.py examples/config.yaml`` (serves
 127.0.0.1:8080). ``oidc-middleware demo`` runs it against a loopback provider.
@@ -27,9 +27,8 @@ from oidc_middleware import OIDCMiddleware, Principal, TokenValidator
 def current_principal() -> Principal | None:
     """The verified principal, when the middleware accepted an OIDC token for this request.
 
-    In Quay this is read where a request's credentials are turned into an identity: the auth
-    decorators that today validate Quay's own OAuth tokens and OIDC tokens (``process_oauth`` in
-    ``auth/decorators.py``) would take ``request.environ.get("oidc.principal")`` first.
+    An application reads it where a request's credentials become an identity. (Quay does not
+    need it: with ``install`` Quay's own authentication asks the same validator.)
     """
     return request.environ.get("oidc.principal")
 

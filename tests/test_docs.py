@@ -24,3 +24,20 @@ def test_every_configuration_key_has_a_reference_entry() -> None:
         "OIDC_ALLOWED_CLIENTS", "OIDC_JWKS_URI", "SERVER_HOSTNAME", "PREFERRED_URL_SCHEME", "OIDC_MIDDLEWARE_CONFIG",
     }  # fmt: skip
     assert sorted(key for key in keys if f"`{key}`" not in text) == []
+
+
+def test_the_entra_configuration_examples_pass_check_config() -> None:
+    """docs/entra.md promises its three examples load and pass check-config (TESTING: false too)."""
+    import re
+
+    import yaml
+
+    from oidc_middleware.config import load_config, quay_settings_problems
+
+    text = (ROOT / "docs" / "entra.md").read_text()
+    blocks = [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", text, re.S)]
+    examples = [block for block in blocks if isinstance(block, dict) and "AZURE_LOGIN_CONFIG" in block]
+    assert len(examples) == 3
+    for example in examples:
+        assert load_config(example).providers[0].id == "azure"
+        assert quay_settings_problems(example) == []
