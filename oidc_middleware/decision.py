@@ -21,13 +21,12 @@ from typing import NamedTuple
 from . import audit
 from .config import ConfigSource, MiddlewareConfig, load_config
 from .credentials import Credential, InvalidRequest, find_credential
-from .errors import ISSUER_NOT_CONFIGURED, MALFORMED_TOKEN, TokenRejected
+from .errors import INVALID_REQUEST, ISSUER_NOT_CONFIGURED, MALFORMED_TOKEN, OPAQUE_TOKEN, TokenRejected
 from .jws import fingerprint
 from .keys import FetchNeeded
 from .principal import Principal
-from .record import OPAQUE_TOKEN
 from .record import RequestContext as RecordedRequest
-from .responses import INVALID_REQUEST, Response, rejection
+from .responses import Response, rejection
 from .validator import TokenValidator
 
 

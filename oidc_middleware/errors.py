@@ -23,6 +23,11 @@ INVALID_AUDIENCE: Final = "invalid_audience"
 CLIENT_NOT_ALLOWED: Final = "client_not_allowed"
 KEYS_UNAVAILABLE: Final = "keys_unavailable"
 
+# Reasons that are not a token's rejection: the request itself is malformed (RFC 6750 3.1, 400),
+# and a credential that is not a JWT (Quay's opaque OAuth tokens, passwords) passed on unexamined.
+INVALID_REQUEST: Final = "invalid_request"
+OPAQUE_TOKEN: Final = "opaque_token"
+
 REASONS: Final = frozenset(
     {
         MALFORMED_TOKEN,

@@ -45,7 +45,13 @@ from . import audit
 from .config import load_config
 from .credentials import BEARER, DOCKER_LOGIN, ID_TOKEN, Credential, decode_basic
 from .decision import HttpRequest, internal_error
-from .errors import ISSUER_NOT_CONFIGURED, KEYS_UNAVAILABLE, OIDCMiddlewareError, TokenRejected
+from .errors import (
+    ISSUER_NOT_CONFIGURED,
+    KEYS_UNAVAILABLE,
+    MALFORMED_TOKEN,
+    OIDCMiddlewareError,
+    TokenRejected,
+)
 from .principal import Principal
 from .validator import TokenValidator
 from .wsgi import CREDENTIAL_KEY, OIDCMiddleware, http_request
@@ -265,7 +271,7 @@ class _QuayHook:
         already_recorded = isinstance(decided, Credential) and decided.token == token
         try:
             if not isinstance(token, str):
-                raise TokenRejected("malformed_token", "the token is not a string")
+                raise TokenRejected(MALFORMED_TOKEN, "the token is not a string")
             principal = self.validator.validate(token)
             if principal.provider != provider_id:
                 # Quay would bind this identity to the wrong login service.

@@ -8,16 +8,13 @@ decides (it counts only its own mechanics, the verified-token cache and key fetc
 
 from __future__ import annotations
 
-from typing import Final, Protocol
+from typing import Protocol
 
 from . import audit
 from .credentials import Credential
 from .errors import TokenRejected
 from .principal import Principal
 from .stats import Stats
-
-# Why a request's credential was not examined at all.
-OPAQUE_TOKEN: Final = "opaque_token"
 
 
 class RequestContext(Protocol):

@@ -25,7 +25,6 @@ from typing import Final
 
 REGISTRY_PREFIX: Final = "/v2/"
 RETRY_AFTER_SECONDS: Final = 5
-INVALID_REQUEST: Final = "invalid_request"
 
 # RFC 6750 3: error_description is limited to %x20-21 / %x23-5B / %x5D-7E (no '"', no '\').
 _NOT_IN_DESCRIPTION = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")

@@ -107,6 +107,14 @@ def installed_testing(
 
 
 @pytest.fixture(scope="module")
+def installed_without_signup(
+    quay: harness.QuayInstall, entra: LocalIdP, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[harness.QuayServer]:
+    """Quay with ``install`` and FEATURE_USER_CREATION false."""
+    yield from _server(quay, entra, tmp_path_factory, "install", testing=False, FEATURE_USER_CREATION=False)
+
+
+@pytest.fixture(scope="module")
 def alone(
     quay: harness.QuayInstall, entra: LocalIdP, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[harness.QuayServer]:

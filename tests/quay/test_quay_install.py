@@ -169,6 +169,55 @@ def test_forged_signature_is_refused_with_testing_true(
     assert len(warnings) == 1 and warnings[0]["level"] == "warning"
 
 
+# -- Quay's own account rules still apply to a token the validator accepted ------------------------
+
+
+def test_user_creation_disabled_reaches_the_client_as_quay_words_it(
+    installed_without_signup: harness.QuayServer, entra: LocalIdP
+) -> None:
+    users = user_count(installed_without_signup)
+    answer = get(
+        installed_without_signup, "/api/v1/user/", headers=bearer(user_token(entra, "2.0", CLI_CLIENT))
+    )
+    assert answer.status_code == 401
+    assert answer.json()["error"] == "User creation is disabled. Please contact your administrator"
+    assert user_count(installed_without_signup) == users
+
+
+def test_an_impersonated_token_is_refused_by_quays_own_rule(
+    installed: harness.QuayServer, entra: LocalIdP
+) -> None:
+    token = user_token(entra, "2.0", CLI_CLIENT, user=STRANGER_OID, impersonated=True)
+    answer = get(installed, "/api/v1/user/", headers=bearer(token))
+    assert answer.status_code == 401
+    assert answer.json()["error"] == "Requests from impersonated principals are not supported"
+
+
+def test_a_web_route_of_quay_outside_protected_paths_is_decided_by_the_validator(
+    installed: harness.QuayServer, entra: LocalIdP
+) -> None:
+    """Quay's process_oauth web routes (/<namespace>) are not under PROTECTED_PATHS: the middleware
+    passes them, and Quay's own decode, now the validator's, decides and records the token."""
+    namespace = username(installed, user_token(entra, "2.0", CLI_CLIENT))
+    refused_id, accepted_id = f"web-refused-{time.monotonic_ns()}", f"web-accepted-{time.monotonic_ns()}"
+    stranger = user_token(entra, "1.0", STRANGER_CLIENT, user=STRANGER_OID)
+    refused = get(installed, f"/{namespace}", headers={**bearer(stranger), "X-Request-ID": refused_id})
+    assert refused.status_code == 401
+    assert refused.json()["error"].startswith("client_not_allowed: ")
+    accepted = get(
+        installed,
+        f"/{namespace}",
+        headers={**bearer(user_token(entra, "2.0", CLI_CLIENT)), "X-Request-ID": accepted_id},
+        allow_redirects=False,
+    )
+    assert accepted.status_code < 400
+    events = {event.get("request_id"): event for event in installed.audit_events() if event.get("request_id")}
+    assert events[refused_id]["event"] == "oidc.token.rejected"
+    assert events[refused_id]["reason"] == "client_not_allowed"
+    assert events[accepted_id]["event"] == "oidc.token.accepted"
+    assert events[accepted_id]["path"] == f"/{namespace}"
+
+
 # -- what stays Quay's own ---------------------------------------------------------------------------
 
 
