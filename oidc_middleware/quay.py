@@ -180,14 +180,10 @@ def install(application: Any, *, quay_app_module: ModuleType | None = None) -> T
             "application and which has 'oauth_login'; call it right after 'from app import app as "
             "application'"
         )
+    owned = _owned_services(login_manager, config.providers, importlib.import_module("oauth.oidc"))
     validator = TokenValidator(config)
-    services = {service.service_id(): service for service in login_manager.services}
-    missing = [provider.config_key for provider in config.providers if provider.id not in services]
-    if missing:
-        raise OIDCMiddlewareError(f"Quay has no login service for {', '.join(missing)}")
-    owned = {provider.id: services[provider.id] for provider in config.providers}
     installation = Installation(application, validator, shape, login_manager, owned)
-    _wrap(installation)
+    # Everything was checked above; the changes themselves cannot fail half-way.
     hook = _QuayHook(validator)
     for provider_id, service in owned.items():
         installation.original_classes[provider_id] = type(service)
@@ -196,6 +192,7 @@ def install(application: Any, *, quay_app_module: ModuleType | None = None) -> T
     login_manager.get_service_by_issuer = _issuer_lookup(
         validator, owned, type(login_manager).get_service_by_issuer.__get__(login_manager)
     )
+    _wrap(installation)
     extensions[EXTENSION] = installation
     audit.log.info(
         "oidc.quay.installed",
@@ -213,6 +210,32 @@ def install(application: Any, *, quay_app_module: ModuleType | None = None) -> T
             ),
         )
     return validator
+
+
+def _owned_services(login_manager: Any, providers: Any, oidc: ModuleType) -> dict[str, Any]:
+    """The Quay login service of each configured provider: an OIDCLoginService whose service id
+    (Quay's: the config key up to its first underscore) no other service of Quay shares."""
+    by_id: dict[str, list[Any]] = {}
+    for service in login_manager.services:
+        by_id.setdefault(service.service_id(), []).append(service)
+    problems = []
+    owned = {}
+    for provider in providers:
+        found = by_id.get(provider.id, [])
+        if len(found) != 1:
+            problems.append(
+                f"{provider.config_key}: Quay has {len(found)} login services with the id {provider.id!r}"
+                + ("" if found else " (is the block in Quay's config?)")
+            )
+        elif not isinstance(found[0], oidc.OIDCLoginService):
+            problems.append(
+                f"{provider.config_key}: Quay's login service {provider.id!r} is not an OIDC login"
+            )
+        else:
+            owned[provider.id] = found[0]
+    if problems:
+        raise OIDCMiddlewareError("cannot connect Quay's logins: " + "; ".join(problems))
+    return owned
 
 
 def remove(application: Any) -> None:
@@ -297,9 +320,11 @@ def quay_exception(refused: TokenRejected) -> Exception:
     """The exception Quay's callers of ``decode_user_jwt`` already catch, for a refusal.
 
     Missing keys are Quay's ``PublicKeyLoadException``; every other reason PyJWT's
-    ``InvalidTokenError``. The message starts with the reason code and never holds the token.
+    ``InvalidTokenError``. The message starts with the reason code and never holds the token;
+    its '%' are doubled, as Quay formats the messages it aborts with.
     """
-    message = f"{refused.reason}: {refused.description}"
+    # Quay renders the message with ``message % {}``: a '%' from the token (a kid) must stay text.
+    message = f"{refused.reason}: {refused.description}".replace("%", "%%")
     if refused.reason == KEYS_UNAVAILABLE:
         exception: type[Exception] = importlib.import_module("oauth.oidc").PublicKeyLoadException
     else:
@@ -315,7 +340,9 @@ def _validated_class(base: type) -> type:
 
     def decode_user_jwt(self: Any, token: Any, options: Any = None) -> dict[str, Any]:
         # Quay's options are ignored on purpose: with TESTING it turns the signature check off.
-        hook: _QuayHook = self.__dict__[_HOOK]
+        hook: _QuayHook | None = self.__dict__.get(_HOOK)
+        if hook is None:  # removed while this request ran: refuse, never fall back to Quay's decode
+            raise quay_exception(TokenRejected(KEYS_UNAVAILABLE, "oidc_middleware is being removed"))
         return hook.decode(token, self.service_id())
 
     def allowed_clients(self: Any) -> None:
@@ -343,11 +370,18 @@ def _issuer_lookup(
 ) -> Callable[[str], Any]:
     """Quay's ``get_service_by_issuer``, knowing every issuer of the validator's providers."""
 
-    def get_service_by_issuer(issuer: str) -> Any:
+    taken_over = {id(service) for service in owned.values()}
+
+    def get_service_by_issuer(issuer: Any) -> Any:
+        if not isinstance(issuer, str):
+            return None  # Quay then answers "Issuer ... not configured"
         try:
             keys = validator.provider_for({"iss": issuer})
         except TokenRejected:
-            return original(issuer)  # not ours: as Quay alone decides
+            # Not an issuer of ours: as Quay alone decides, except that a service of ours is never
+            # chosen for an issuer the validator does not know (Quay strips every trailing '/').
+            service = original(issuer)
+            return None if id(service) in taken_over else service
         return owned[keys.provider.id]
 
     return get_service_by_issuer
@@ -378,6 +412,8 @@ def _request_and_credential(environ: dict[str, Any] | None, token: Any) -> tuple
         return request, Credential(BEARER, text)
     if scheme.lower() == "basic" and decode_basic(value.strip())[1] == text:
         return request, Credential(DOCKER_LOGIN, text)
+    if request.path.startswith("/v1/"):
+        return request, Credential(DOCKER_LOGIN, text)  # docker's v1 login posts it in the body
     return request, Credential(ID_TOKEN, text)
 
 

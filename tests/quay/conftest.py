@@ -81,9 +81,12 @@ def _server(
     tmp_path_factory: pytest.TempPathFactory,
     mode: str,
     testing: bool,
+    **extra_config: Any,
 ) -> Iterator[harness.QuayServer]:
     workdir = tmp_path_factory.mktemp(f"quay-{quay.version}-{mode}-{'testing' if testing else 'prod'}")
-    server = harness.start_server(quay, workdir, provider_block(idp), mode=mode, testing=testing)
+    server = harness.start_server(
+        quay, workdir, provider_block(idp), mode=mode, testing=testing, extra_config=extra_config
+    )
     try:
         yield server
     finally:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -102,11 +103,18 @@ def _run(command: list[str], log: Path, **options: Any) -> None:
 
 
 def _apt_headers(log: Path) -> None:
+    if shutil.which("dpkg") is None:
+        return  # not Debian: the build headers must be there already (pip says which is missing)
     missing = [
         package
         for package in APT_PACKAGES
         if subprocess.run(["dpkg", "-s", package], capture_output=True, check=False).returncode != 0
     ]
+    if missing and os.geteuid() != 0:
+        raise RuntimeError(
+            f"Quay's requirements need Debian packages that are missing ({' '.join(missing)}); "
+            "install them (as root: apt-get install ...) and run the tests again"
+        )
     if missing:
         _run(["apt-get", "update", "-qq"], log)
         environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
@@ -146,12 +154,17 @@ def ensure_installed(version: str, source: Path, wheel: Path) -> QuayInstall:
     python = venv / "bin" / "python"
     pins_done = venv / ".quay-pins-installed"
     freeze_before = venv / "freeze-before-oidc-middleware.txt"
-    database = root / f"db-{version}.sqlite"
+    # Keyed on the script that builds it, so that a changed fixture is rebuilt.
+    script = hashlib.sha256((HERE / "build_database.py").read_bytes()).hexdigest()[:12]
+    database = root / f"db-{version}-{script}.sqlite"
     with _locked(root / f".lock-{version}"):
-        if not (tree / "app.py").is_file():
-            shutil.rmtree(tree, ignore_errors=True)
+        if not tree.is_dir():
+            # Extracted beside, then renamed: an interrupted extraction never looks complete.
+            partial = Path(tempfile.mkdtemp(dir=root, prefix=f".extract-{version}-"))
             with tarfile.open(source / f"quay-{version}.tar.gz") as archive:
-                archive.extractall(root, filter="data")
+                archive.extractall(partial, filter="data")
+            (partial / f"quay-{version}").rename(tree)
+            shutil.rmtree(partial)
             # The GeoIP database Quay opens at import: the placeholder beside the trees.
             placeholder = source / "placeholder-country.mmdb"
             for target in ("util/ipresolver/ip-to-country.mmdb", "util/ipresolver/GeoLite2-Country.mmdb"):
@@ -221,7 +234,9 @@ def build_wheel(directory: Path) -> Path:
                 ".git", ".venv", "node_modules", "*.egg-info", "build", "__pycache__"
             ),
         )
-        subprocess.run([*command, "-w", str(directory), str(copy)], check=True, capture_output=True)
+        built = subprocess.run([*command, "-w", str(directory), str(copy)], capture_output=True, text=True)
+        if built.returncode != 0:
+            raise RuntimeError(f"building the wheel failed:\n{built.stdout[-3000:]}{built.stderr[-3000:]}")
     return next(directory.glob("oidc_middleware-*.whl"))
 
 

@@ -211,11 +211,47 @@ def test_a_web_route_of_quay_outside_protected_paths_is_decided_by_the_validator
         allow_redirects=False,
     )
     assert accepted.status_code < 400
-    events = {event.get("request_id"): event for event in installed.audit_events() if event.get("request_id")}
-    assert events[refused_id]["event"] == "oidc.token.rejected"
-    assert events[refused_id]["reason"] == "client_not_allowed"
-    assert events[accepted_id]["event"] == "oidc.token.accepted"
-    assert events[accepted_id]["path"] == f"/{namespace}"
+    events = installed.audit_events()
+    [refused_event] = [event for event in events if event.get("request_id") == refused_id]
+    [accepted_event] = [event for event in events if event.get("request_id") == accepted_id]
+    assert (refused_event["event"], refused_event["reason"]) == ("oidc.token.rejected", "client_not_allowed")
+    assert (accepted_event["event"], accepted_event["path"]) == ("oidc.token.accepted", f"/{namespace}")
+
+
+def test_docker_v1_login_posts_the_token_in_the_body_and_the_validator_decides(
+    installed: harness.QuayServer, entra: LocalIdP
+) -> None:
+    """POST /v1/users/ (docker's v1 login) carries the token in its JSON body, where the middleware
+    does not look: Quay's own decode, now the validator's, decides and records it."""
+    request_id = f"v1-login-{time.monotonic_ns()}"
+
+    def login(token: str, request: str) -> requests.Response:
+        body = {"username": "$oauthtoken", "password": token, "email": "unused@example.com"}
+        return requests.post(
+            installed.url + "/v1/users/", json=body, headers={"X-Request-ID": request}, timeout=60
+        )
+
+    accepted = login(user_token(entra, "2.0", CLI_CLIENT), "v1-accepted")
+    # Quay answers a successful v1 login with this 400, so that docker retries with a GET.
+    assert (accepted.status_code, accepted.json()) == (400, "Username or email already exists")
+    refused = login(user_token(entra, "2.0", STRANGER_CLIENT, user=STRANGER_OID), request_id)
+    assert (refused.status_code, refused.json()["error"]) == (400, "Invalid oauth access token.")
+    [event] = [event for event in installed.audit_events() if event.get("request_id") == request_id]
+    assert (event["event"], event["reason"], event["credential"]) == (
+        "oidc.token.rejected",
+        "client_not_allowed",
+        "docker_login",
+    )
+
+
+def test_a_kid_with_a_percent_sign_is_a_clean_401(installed: harness.QuayServer, entra: LocalIdP) -> None:
+    """Quay formats its abort messages with '%': a refusal naming such a kid must not become a 500."""
+    namespace = username(installed, user_token(entra, "2.0", CLI_CLIENT))
+    token = forged(entra, SigningKey.rsa("%(a)s %d"), user=STRANGER_OID)
+    answer = get(installed, f"/{namespace}", headers=bearer(token))
+    assert answer.status_code == 401
+    assert answer.json()["error"].startswith("unknown_key: ")
+    assert "%(a)s %d" in answer.json()["error"]
 
 
 # -- what stays Quay's own ---------------------------------------------------------------------------
@@ -352,6 +388,7 @@ def test_installing_the_package_changes_none_of_quays_pins(quay: harness.QuayIns
     }
     assert changed == {}
     added = sorted(set(after) - set(before))
+    assert added == ["ecdsa", "python-jose", "structlog"]  # and oidc-middleware, from a file
     assert any(line.startswith("oidc-middleware") for line in quay.freeze())
     report = os.environ.get("OIDC_QUAY_REPORT")
     if report:
