@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 import requests
 
+from oidc_middleware.quay import lab as harness
 from oidc_middleware.testing import LocalIdP, SigningKey, mint
-
-from . import harness
 
 # Quay's app registration in Entra: one application for the web UI login and the API.
 QUAY_CLIENT_ID = "5f0c6e0a-8c1b-4f3e-9a57-2d4e6b8c0a1f"

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import requests
 
+from oidc_middleware.quay import lab as harness
 from oidc_middleware.testing import LocalIdP, SigningKey
 
-from . import harness
 from .conftest import (
     CLI_CLIENT,
     DEVHUB_CLIENT,

@@ -19,9 +19,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
+from oidc_middleware.quay import lab as harness
 from oidc_middleware.testing import LocalIdP, SigningKey
 
-from . import harness
 from .conftest import (
     CLI_CLIENT,
     DEVHUB_CLIENT,

@@ -1,5 +1,7 @@
-"""The real Quay, installed and served for tests: source trees, cached virtualenvs, fixture
-databases, and Quay's app on a loopback WSGI server in a process of its own.
+"""The real Quay, installed and served on loopback: source trees, cached virtualenvs, fixture
+databases, and Quay's app on a WSGI server in a process of its own. For the tests against Quay,
+``oidc-middleware demo --quay`` and the benchmark; it needs a checkout of this project (it installs
+the checkout into Quay's virtualenvs).
 
 Where Quay's source comes from: ``OIDC_QUAY_SOURCES`` (a directory holding ``quay-VERSION.tar.gz``
 files, ``vendor/`` and ``placeholder-country.mmdb`` laid out as in ``../shared/quay/``), else
@@ -36,7 +38,6 @@ import yaml
 
 VERSIONS = ("3.15.7", "3.17.4", "3.18.0")
 REPO = Path(__file__).resolve().parents[2]
-HERE = Path(__file__).resolve().parent
 HOW_TO_GET = (
     "no Quay source trees: set OIDC_QUAY_SOURCES to a directory holding quay-VERSION.tar.gz "
     "(a clone of github.com/quay/quay at tag vVERSION, packed as quay-VERSION/), vendor/ and "
@@ -155,7 +156,7 @@ def ensure_installed(version: str, source: Path, wheel: Path) -> QuayInstall:
     pins_done = venv / ".quay-pins-installed"
     freeze_before = venv / "freeze-before-oidc-middleware.txt"
     # Keyed on the script that builds it, so that a changed fixture is rebuilt.
-    script = hashlib.sha256((HERE / "build_database.py").read_bytes()).hexdigest()[:12]
+    script = hashlib.sha256((Path(__file__).with_name("build_database.py")).read_bytes()).hexdigest()[:12]
     database = root / f"db-{version}-{script}.sqlite"
     with _locked(root / f".lock-{version}"):
         if not tree.is_dir():
@@ -206,7 +207,12 @@ def _build_database(tree: Path, python: Path, database: Path, log: Path) -> None
     partial = database.with_suffix(".partial")
     partial.unlink(missing_ok=True)
     environment = {**clean_environment(), "TEST": "true", "PYTHONPATH": str(tree)}
-    _run([str(python), str(HERE / "build_database.py"), str(partial)], log, cwd=tree, env=environment)
+    _run(
+        [str(python), "-m", "oidc_middleware.quay.build_database", str(partial)],
+        log,
+        cwd=tree,
+        env=environment,
+    )
     partial.rename(database)
 
 
@@ -223,6 +229,8 @@ def clean_environment() -> dict[str, str]:
 
 def build_wheel(directory: Path) -> Path:
     """A wheel of this checkout, built once per session with the project's own Python."""
+    if not (REPO / "pyproject.toml").is_file():
+        raise RuntimeError(f"the Quay lab needs a checkout of oidc-middleware; {REPO} is not one")
     command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet"]
     with tempfile.TemporaryDirectory() as build:
         # Built from a copy, so that the checkout gets no build/ or egg-info directory.
@@ -359,7 +367,7 @@ def start_server(
     }
     with open(output, "wb") as out:
         process = subprocess.Popen(
-            [str(install.python), str(HERE / "serve.py")],
+            [str(install.python), "-m", "oidc_middleware.quay.serve"],
             cwd=install.tree,
             env=environment,
             stdout=out,

@@ -41,20 +41,20 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Final
 
-from . import audit
-from .config import load_config
-from .credentials import BEARER, DOCKER_LOGIN, ID_TOKEN, Credential, decode_basic
-from .decision import HttpRequest, internal_error
-from .errors import (
+from .. import audit
+from ..config import load_config
+from ..credentials import BEARER, DOCKER_LOGIN, ID_TOKEN, Credential, decode_basic
+from ..decision import HttpRequest, internal_error
+from ..errors import (
     ISSUER_NOT_CONFIGURED,
     KEYS_UNAVAILABLE,
     MALFORMED_TOKEN,
     OIDCMiddlewareError,
     TokenRejected,
 )
-from .principal import Principal
-from .validator import TokenValidator
-from .wsgi import CREDENTIAL_KEY, OIDCMiddleware, http_request
+from ..principal import Principal
+from ..validator import TokenValidator
+from ..wsgi import CREDENTIAL_KEY, OIDCMiddleware, http_request
 
 # Where the installation is kept on Flask's application (``application.extensions``).
 EXTENSION: Final = "oidc_middleware"
