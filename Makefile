@@ -1,5 +1,7 @@
 # make test: create .venv if missing, install the project with its test extra, lint, run every test.
 # make demo: the same install, then the end-to-end demonstration against a loopback provider.
+# make demo-quay: the real Quay 3.17.4 alone, with the middleware as a filter and with install (needs
+# Quay's source trees: OIDC_QUAY_SOURCES or ../shared/quay; installs Quay once into ~/.cache).
 # make bench: the benchmark, ratios to one RSA verification measured side by side.
 PYTHON ?= python3
 VENV ?= .venv
@@ -10,7 +12,7 @@ STAMP := $(VENV)/.installed
 E2E_STAMP := tests/e2e/node_modules/.installed
 E2E_DEPS := $(if $(shell command -v npm 2>/dev/null),$(E2E_STAMP))
 
-.PHONY: test demo lint bench clean
+.PHONY: test demo demo-quay lint bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +33,9 @@ lint: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/oidc-middleware demo
+
+demo-quay: $(STAMP)
+	$(BIN)/oidc-middleware demo --quay
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench.py

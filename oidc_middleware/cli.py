@@ -4,6 +4,7 @@ oidc-middleware check-config CONFIG [--online]        validate a Quay config.yam
 oidc-middleware explain --config CONFIG [--online] [TOKEN | -]
                                                       what the middleware decides for a token, and why
 oidc-middleware demo                                  the example app behind the middleware, over HTTP
+oidc-middleware demo --quay                           the real Quay 3.17.4 alone, with the middleware, with install
 """
 
 from __future__ import annotations
@@ -37,9 +38,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     explain.add_argument(
         "token", nargs="?", default="-", help="the token, or - (default) to read it from stdin"
     )
-    commands.add_parser("demo", help="the example Quay-shaped app behind the middleware, over real HTTP")
+    demo = commands.add_parser(
+        "demo",
+        help="the example app behind the middleware, over real HTTP; --quay: the real Quay three ways",
+        epilog="Exit status: 0 every answer was the expected one, 1 otherwise, 2 (--quay) no Quay source.",
+    )
+    demo.add_argument(
+        "--quay",
+        action="store_true",
+        help="the real Quay 3.17.4 (from OIDC_QUAY_SOURCES or ../shared/quay; needs a checkout of this "
+        "project) alone, with the middleware as a filter and with install, side by side",
+    )
     arguments = parser.parse_args(argv)
     if arguments.command == "demo":
+        if arguments.quay:
+            from .quay.demo import run as run_quay
+
+            return run_quay()
         from .demo import run
 
         return run()

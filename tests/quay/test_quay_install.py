@@ -14,15 +14,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 
 from oidc_middleware.quay import lab as harness
-from oidc_middleware.testing import LocalIdP, SigningKey
-
-from .conftest import (
+from oidc_middleware.quay.scenario import (
     CLI_CLIENT,
     DEVHUB_CLIENT,
     GRAPH,
@@ -33,8 +30,12 @@ from .conftest import (
     forged,
     get,
     id_token,
+    logged_in,
+    provider_block,
     user_token,
+    web_login,
 )
+from oidc_middleware.testing import LocalIdP, SigningKey
 
 STRANGER_OID = "a1b2c3d4-0000-4000-8000-0000000bad00"  # never accepted anywhere: never a Quay user
 
@@ -305,36 +306,6 @@ def test_docker_login_of_a_client_not_allowed_is_refused(
 # -- the web UI login ----------------------------------------------------------------------------------
 
 
-def web_login(
-    server: harness.QuayServer, idp: LocalIdP, token: str
-) -> tuple[requests.Session, requests.Response]:
-    """Quay's web UI login as a browser does it: start it, come back from the provider with a code
-    that the provider exchanges for ``token``. Returns the browser's session and Quay's answer to
-    the callback (a redirect home when logged in; an error page or a redirect to /oauth-error)."""
-    session = requests.Session()
-    csrf = session.get(server.url + "/csrf_token", timeout=60).json()["csrf_token"]
-    started = session.post(
-        server.url + "/api/v1/externallogin/azure",
-        json={"kind": "login"},
-        headers={"X-CSRF-Token": csrf},
-        timeout=60,
-    )
-    assert started.status_code == 200, started.text
-    state = parse_qs(urlsplit(started.json()["auth_url"]).query)["state"][0]
-    code = idp.issue_code(token)
-    back = session.get(
-        server.url + "/oauth2/azure/callback",
-        params={"code": code, "state": state},
-        allow_redirects=False,
-        timeout=60,
-    )
-    return session, back
-
-
-def logged_in(back: requests.Response) -> bool:
-    return back.status_code == 302 and "error" not in back.headers.get("Location", "")
-
-
 def test_web_login_with_a_v2_id_token_while_oidc_issuer_is_v1(
     installed: harness.QuayServer, entra: LocalIdP
 ) -> None:
@@ -411,8 +382,6 @@ def test_install_and_remove_in_quays_own_process(quay: harness.QuayInstall, tmp_
     for logging_conf in (quay.tree / "conf").glob("logging*.conf"):
         (tmp_path / "conf" / logging_conf.name).write_bytes(logging_conf.read_bytes())
     import yaml
-
-    from .conftest import provider_block
 
     with LocalIdP() as idp:
         config = harness.quay_config(quay, tmp_path, 1, provider_block(idp))
