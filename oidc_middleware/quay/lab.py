@@ -325,13 +325,7 @@ class QuayServer:
         return sorted((str(name), str(sub)) for name, sub in rows)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        _stop(self.process)
 
 
 def start_server(
@@ -395,3 +389,171 @@ def _free_port() -> int:
 
 def describe(server: QuayServer) -> str:
     return textwrap.shorten(f"Quay {server.install.version} {server.mode} TESTING={server.testing}", 80)
+
+
+# -- Quay's production process model: gunicorn with Quay's own configuration, gevent, Redis ----------
+
+
+@dataclass
+class Redis:
+    """Debian's redis-server on a loopback port, nothing persisted."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+
+    def stop(self) -> None:
+        _stop(self.process)
+
+
+def start_redis(workdir: Path, timeout: float = 20.0) -> Redis:
+    """Start redis-server (installed by apt-get as root when missing) and wait until it answers."""
+    if shutil.which("redis-server") is None:
+        if os.geteuid() != 0 or shutil.which("apt-get") is None:
+            raise RuntimeError("redis-server is missing: install Debian's redis-server package")
+        log = workdir / "apt-redis.log"
+        _run(
+            ["apt-get", "install", "-y", "-qq", "redis-server"],
+            log,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
+    port = _free_port()
+    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    with open(workdir / "redis.log", "wb") as out:
+        process = subprocess.Popen(command, cwd=workdir, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout
+    import socket
+
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as connection:
+                connection.sendall(b"PING\r\n")
+                if connection.recv(16).startswith(b"+PONG"):
+                    return Redis(port, process)
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            _stop(process)
+            raise RuntimeError(f"redis-server did not start: {(workdir / 'redis.log').read_text()[-2000:]}")
+        time.sleep(0.1)
+
+
+# The two lines of docs/quay-integration.md, as an administrator adds them to web.py.
+INSTALL_LINES = "from oidc_middleware.quay import install\nvalidator = install(application)\n"
+# The hook of docs/quay-integration.md for Quay's conf/gunicorn_web.py, and one that writes each
+# worker's counters when it exits, for tests that look at every worker.
+GUNICORN_HOOKS = """
+
+def post_worker_init(worker):
+    import web  # the module gunicorn loaded as web:application
+
+    health = web.validator.prefetch()
+    worker.log.info("oidc keys ready: %s", health["ready"])
+
+
+def worker_exit(server, worker):
+    import json, os, web
+
+    stats_dir = os.environ.get("OIDC_QUAY_WORKER_STATS")
+    if stats_dir:
+        with open(os.path.join(stats_dir, "worker-%d.json" % os.getpid()), "w") as out:
+            json.dump(web.validator.stats(), out)
+"""
+
+
+def edited_entrypoint(install: QuayInstall, directory: Path) -> Path:
+    """Quay's own web.py and conf/gunicorn_web.py, edited as the documentation says, in
+    ``directory`` (which goes first on PYTHONPATH; Quay's tree stays untouched)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    web = (install.tree / "web.py").read_text()
+    anchor = "from app import app as application\n"
+    if anchor not in web:
+        raise RuntimeError(f"Quay {install.version}'s web.py has no line {anchor.strip()!r}")
+    (directory / "web.py").write_text(web.replace(anchor, anchor + INSTALL_LINES, 1))
+    gunicorn = (install.tree / "conf" / "gunicorn_web.py").read_text()
+    (directory / "gunicorn_web.py").write_text(gunicorn + GUNICORN_HOOKS)
+    return directory
+
+
+def start_gunicorn(
+    install: QuayInstall,
+    workdir: Path,
+    provider: dict[str, Any],
+    redis: Redis,
+    *,
+    workers: int = 2,
+    extra_config: dict[str, Any] | None = None,
+    timeout: float = 120.0,
+) -> QuayServer:
+    """Quay's web.py, with the two lines, under gunicorn with Quay's own conf/gunicorn_web.py
+    (gevent workers, preload_app, monkey.patch_all() first) on a loopback port, TESTING false,
+    Redis as configured. Returns when it answers HTTP."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(install.database, workdir / "quay.sqlite")
+    port = _free_port()
+    conf = workdir / "conf"
+    (conf / "stack").mkdir(parents=True, exist_ok=True)
+    for logging_conf in (install.tree / "conf").glob("logging*.conf"):
+        shutil.copy(logging_conf, conf / logging_conf.name)
+    redis_block = {"host": "127.0.0.1", "port": redis.port}
+    config = quay_config(
+        install,
+        workdir,
+        port,
+        provider,
+        TESTING=False,
+        BUILDLOGS_REDIS=redis_block,
+        USER_EVENTS_REDIS=redis_block,
+        PULL_METRICS_REDIS=redis_block,
+        **(extra_config or {}),
+    )
+    (conf / "stack" / "config.yaml").write_text(yaml.safe_dump(config))
+    overlay = edited_entrypoint(install, workdir / "entrypoint")
+    stats = workdir / "worker-stats"
+    stats.mkdir(exist_ok=True)
+    audit_log = workdir / "audit.jsonl"
+    output = workdir / "server.log"
+    environment = {
+        **clean_environment(),
+        "QUAYCONF": str(conf),
+        "PYTHONPATH": f"{overlay}{os.pathsep}{install.tree}",
+        "WORKER_COUNT_WEB": str(workers),
+        "OIDC_QUAY_WORKER_STATS": str(stats),
+    }
+    gunicorn = install.python.parent / "gunicorn"
+    command = [
+        str(gunicorn),
+        "-c",
+        str(overlay / "gunicorn_web.py"),
+        "-b",
+        f"127.0.0.1:{port}",
+        "web:application",
+    ]
+    with open(output, "wb") as out:
+        process = subprocess.Popen(
+            command, cwd=install.tree, env=environment, stdout=out, stderr=subprocess.STDOUT
+        )
+    server = QuayServer(install, "gunicorn", False, workdir, port, process, audit_log, output)
+    deadline = time.monotonic() + timeout
+    import requests
+
+    while True:
+        try:
+            if requests.get(f"{server.url}/api/v1/user/", timeout=5).status_code < 500:
+                return server
+        except requests.RequestException:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            server.stop()
+            tail = "\n".join(output.read_text(errors="replace").splitlines()[-40:])
+            raise RuntimeError(f"gunicorn with Quay {install.version} did not start:\n{tail}")
+        time.sleep(0.2)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
