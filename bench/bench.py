@@ -329,8 +329,58 @@ def main() -> int:
         f"\nverified-token cache, full at 4096 entries: {per_entry / 1024:.1f} KiB per entry, "
         f"{per_entry * 4096 / 1024 / 1024:.1f} MiB in all"
     )
+    quay_rows()
     print("\n" + ("every target met" if not failures else f"targets missed: {', '.join(failures)}"))
     return 0
+
+
+def quay_rows() -> None:
+    """Quay 3.18.0's own token handling next to install, measured in process in Quay's venv."""
+    import tempfile
+
+    from oidc_middleware.quay import lab
+
+    source = lab.sources()
+    if source is None:
+        print(f"\nQuay rows not measured: {lab.HOW_TO_GET}")
+        return
+    with tempfile.TemporaryDirectory(prefix="oidc-bench-quay-") as scratch:
+        work = Path(scratch)
+        install = lab.ensure_installed("3.18.0", source, lab.build_wheel(work / "wheel"))
+        figures = lab.run_benchmark(install, work / "bench")
+    rounds, count = figures["rounds"], figures["requests_per_round"]
+    print(
+        f"\nQuay {install.version}'s real app in process (Flask test client), natively and with install, "
+        f"{rounds} interleaved rounds of {count}; best round (median):"
+    )
+
+    def pair(title: str, key: str) -> None:
+        native, ours = figures[key]["native"], figures[key]["install"]
+        print(f"  {title}")
+        print(f"    Quay natively  {native['best_us']:9.1f} µs ({native['median_us']:.1f})")
+        print(
+            f"    with install   {ours['best_us']:9.1f} µs ({ours['median_us']:.1f})   "
+            f"{ours['best_us'] / native['best_us']:.2f}x Quay's own"
+        )
+
+    pair("GET /api/v1/user/ with a valid v2.0 bearer token (the whole request):", "valid_request")
+    pair("of which Quay's decode of that token (decode_user_jwt, every request):", "decode")
+    forged = figures["forged_unknown_kid"]
+    print("  1,000 forged tokens, each naming a kid the provider never published (all refused 401):")
+    for mode, label in (("native", "Quay natively"), ("install", "with install")):
+        print(
+            f"    {label:<14} {forged[mode]['key_set_fetches']:5d} key-set fetches at the provider, "
+            f"{forged[mode]['us_per_token']:8.1f} µs per refused token"
+        )
+    print(
+        "    (install refetches on an unknown kid at most once per JWKS_MIN_REFRESH_SECONDS, 60 s; its keys "
+        "were fetched seconds before, so none here)"
+    )
+    down = figures["provider_down"]
+    pair("the valid request while the provider does not answer (keys fetched earlier):", "provider_down")
+    print(
+        f"    statuses: Quay natively {down['statuses']['native']}, with install {down['statuses']['install']}"
+    )
 
 
 if __name__ == "__main__":

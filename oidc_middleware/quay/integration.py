@@ -158,14 +158,18 @@ class Installation:
     wrapped: tuple[Any, str, Any] | None = None  # (object, attribute, original WSGI app)
 
 
-def install(application: Any, *, quay_app_module: ModuleType | None = None) -> TokenValidator:
+def install(
+    application: Any, *, validator: TokenValidator | None = None, quay_app_module: ModuleType | None = None
+) -> TokenValidator:
     """Connect Quay's OIDC authentication to one validator and put the middleware in front.
 
     Loads the configuration from ``application.config`` (:class:`~oidc_middleware.ConfigError`
     lists every problem), reads Quay's shape from its code (:class:`UnsupportedQuay` when it is
     not a supported Quay; then nothing is changed), and returns the validator for ``prefetch()``,
     ``health()``, ``stats()`` and the Prometheus collector. A second call on one app raises.
-    ``quay_app_module`` is Quay's ``app`` module (default: the one imported as ``app``).
+    ``validator``: one built before for this same configuration, to keep its keys and caches
+    (after :func:`remove`, say); ``quay_app_module`` is Quay's ``app`` module (default: the one
+    imported as ``app``).
     """
     extensions = application.extensions
     if EXTENSION in extensions:
@@ -181,7 +185,10 @@ def install(application: Any, *, quay_app_module: ModuleType | None = None) -> T
             "application'"
         )
     owned = _owned_services(login_manager, config.providers, importlib.import_module("oauth.oidc"))
-    validator = TokenValidator(config)
+    if validator is None:
+        validator = TokenValidator(config)
+    elif validator.config != config:
+        raise ValueError("validator.config differs from the application's configuration")
     installation = Installation(application, validator, shape, login_manager, owned)
     # Everything was checked above; the changes themselves cannot fail half-way.
     hook = _QuayHook(validator)

@@ -252,7 +252,7 @@ def build_wheel(directory: Path) -> Path:
 
 
 def quay_config(
-    install: QuayInstall, workdir: Path, port: int, provider: dict[str, Any], **extra: Any
+    tree: Path, workdir: Path, port: int, provider: dict[str, Any], **extra: Any
 ) -> dict[str, Any]:
     """A production-shaped config.yaml (no TEST variable): what an administrator writes."""
     storage = workdir / "storage"
@@ -275,8 +275,8 @@ def quay_config(
         "DISTRIBUTED_STORAGE_DEFAULT_LOCATIONS": ["local_us"],
         "USERFILES_LOCATION": "local_us",
         # The instance key that signs Quay's registry tokens: the one the fixture database approves.
-        "INSTANCE_SERVICE_KEY_KID_LOCATION": str(install.tree / "test" / "data" / "test.kid"),
-        "INSTANCE_SERVICE_KEY_LOCATION": str(install.tree / "test" / "data" / "test.pem"),
+        "INSTANCE_SERVICE_KEY_KID_LOCATION": str(tree / "test" / "data" / "test.kid"),
+        "INSTANCE_SERVICE_KEY_LOCATION": str(tree / "test" / "data" / "test.pem"),
         "AZURE_LOGIN_CONFIG": provider,
         **extra,
     }
@@ -328,6 +328,40 @@ class QuayServer:
         _stop(self.process)
 
 
+def prepare(install: QuayInstall, workdir: Path) -> Path:
+    """A working directory for one Quay: its own copy of the fixture database (``quay.sqlite``) and
+    a configuration directory with Quay's logging files; returns the directory for QUAYCONF (its
+    ``stack/config.yaml`` is the caller's to write)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(install.database, workdir / "quay.sqlite")
+    conf = workdir / "conf"
+    (conf / "stack").mkdir(parents=True, exist_ok=True)
+    for logging_conf in (install.tree / "conf").glob("logging*.conf"):
+        shutil.copy(logging_conf, conf / logging_conf.name)
+    return conf
+
+
+def run_benchmark(install: QuayInstall, workdir: Path, timeout: float = 900.0) -> dict[str, Any]:
+    """Run ``oidc_middleware.quay.bench`` with Quay's Python: Quay's app in process, natively and
+    with ``install``; returns its figures."""
+    conf = prepare(install, workdir)
+    environment = {**clean_environment(), "QUAYCONF": str(conf), "PYTHONPATH": str(install.tree)}
+    done = subprocess.run(
+        [str(install.python), "-m", "oidc_middleware.quay.bench", str(workdir)],
+        cwd=install.tree,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"the Quay benchmark failed:\n{done.stdout[-2000:]}{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
 def start_server(
     install: QuayInstall,
     workdir: Path,
@@ -339,14 +373,9 @@ def start_server(
     timeout: float = 120.0,
 ) -> QuayServer:
     """Start Quay (its own database copy, its own config) and wait until it answers."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    shutil.copy(install.database, workdir / "quay.sqlite")
+    conf = prepare(install, workdir)
     port = _free_port()
-    conf = workdir / "conf"
-    (conf / "stack").mkdir(parents=True, exist_ok=True)
-    for logging_conf in (install.tree / "conf").glob("logging*.conf"):
-        shutil.copy(logging_conf, conf / logging_conf.name)
-    config = quay_config(install, workdir, port, provider, **(extra_config or {}))
+    config = quay_config(install.tree, workdir, port, provider, **(extra_config or {}))
     (conf / "stack" / "config.yaml").write_text(yaml.safe_dump(config))
     audit_log = workdir / "audit.jsonl"
     output = workdir / "server.log"
@@ -487,16 +516,11 @@ def start_gunicorn(
     """Quay's web.py, with the two lines, under gunicorn with Quay's own conf/gunicorn_web.py
     (gevent workers, preload_app, monkey.patch_all() first) on a loopback port, TESTING false,
     Redis as configured. Returns when it answers HTTP."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    shutil.copy(install.database, workdir / "quay.sqlite")
+    conf = prepare(install, workdir)
     port = _free_port()
-    conf = workdir / "conf"
-    (conf / "stack").mkdir(parents=True, exist_ok=True)
-    for logging_conf in (install.tree / "conf").glob("logging*.conf"):
-        shutil.copy(logging_conf, conf / logging_conf.name)
     redis_block = {"host": "127.0.0.1", "port": redis.port}
     config = quay_config(
-        install,
+        install.tree,
         workdir,
         port,
         provider,

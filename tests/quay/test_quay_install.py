@@ -384,7 +384,7 @@ def test_install_and_remove_in_quays_own_process(quay: harness.QuayInstall, tmp_
     import yaml
 
     with LocalIdP() as idp:
-        config = harness.quay_config(quay, tmp_path, 1, provider_block(idp))
+        config = harness.quay_config(quay.tree, tmp_path, 1, provider_block(idp))
         (conf / "config.yaml").write_text(yaml.safe_dump(config))
         done = subprocess.run(
             [str(quay.python), str(script)],

@@ -1,0 +1,162 @@
+"""Quay's own token handling next to ``install``, in process (run with Quay's Python by the lab):
+
+    python -m oidc_middleware.quay.bench WORKDIR     (cwd and PYTHONPATH: Quay's tree; QUAYCONF set)
+
+Quay's app is driven through Flask's test client (no network between the client and Quay); the
+Entra-shaped provider runs in this process on loopback and counts the key-set fetches. Quay
+natively and Quay with ``install`` take turns, round by round (``remove`` and ``install`` again with
+the same validator between rounds), so that both see the same machine. Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..testing import LocalIdP, SigningKey
+from .lab import quay_config
+from .scenario import CLI_CLIENT, STRANGER, bearer, forged, provider_block, user_token
+
+ROUNDS = 15
+REQUESTS = 40  # per round and variant
+FORGED = 1000
+
+
+def main(workdir: Path) -> dict[str, Any]:
+    idp = LocalIdP()
+    idp.start()
+    conf = Path(os.environ["QUAYCONF"])
+    config = quay_config(Path.cwd(), workdir, 0, provider_block(idp), SERVER_HOSTNAME="localhost")
+    (conf / "stack" / "config.yaml").write_text(yaml.safe_dump(config))
+
+    from app import app as application  # type: ignore[import-not-found]  # reads config.yaml (TESTING true)
+
+    application.config["TESTING"] = False
+    import registry  # type: ignore[import-not-found]  # noqa: F401
+    import web  # type: ignore[import-not-found]  # noqa: F401
+
+    from .integration import install, remove
+
+    logging.disable(logging.CRITICAL)  # Quay's and ours: the log lines are not what is measured
+    import structlog
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
+    client = application.test_client()
+    token = user_token(idp, "2.0", CLI_CLIENT)
+    jwks = f"/{idp.tenant}/discovery/v2.0/keys"
+
+    def request(headers: dict[str, str], expected: int | None = 200) -> int:
+        status: int = client.get("/api/v1/user/", headers=headers).status_code
+        if expected is not None and status != expected:
+            raise AssertionError(f"expected {expected}, got {status}")
+        return status
+
+    validator = install(application)
+    validator.prefetch()
+    request(bearer(token))  # creates the Quay user; verified twice: cached
+    request(bearer(token))
+    remove(application)
+    request(bearer(token))  # Quay natively: its key cache is warm too
+    app_module = sys.modules["app"]
+    service = next(s for s in app_module.oauth_login.services if s.service_id() == "azure")
+    native_decode = type(service).decode_user_jwt
+
+    def as_installed(installed: bool) -> None:
+        if installed and "oidc_middleware" not in application.extensions:
+            install(application, validator=validator)
+        elif not installed and "oidc_middleware" in application.extensions:
+            remove(application)
+
+    def valid(_: int) -> None:
+        request(bearer(token))
+
+    def decode(_: int) -> None:
+        if "oidc_middleware" in application.extensions:
+            service.decode_user_jwt(token)
+        else:
+            native_decode(service, token, options={"verify_nbf": False})
+
+    results: dict[str, Any] = {
+        "quay_version": _quay_version(),
+        "rounds": ROUNDS,
+        "requests_per_round": REQUESTS,
+        "valid_request": _interleaved(as_installed, valid, REQUESTS),
+        "decode": _interleaved(as_installed, decode, REQUESTS),
+    }
+
+    # 1,000 forged tokens, each naming a key the provider never published.
+    attacker = SigningKey.rsa("unused")
+    forged_results = {}
+    for installed in (False, True):
+        as_installed(installed)
+        tokens = [
+            forged(
+                idp, SigningKey(f"kid-{uuid.uuid4().hex[:12]}", "RS256", attacker.private_key), user=STRANGER
+            )
+            for _ in range(FORGED)
+        ]
+        before = idp.hits[jwks]
+        started = time.perf_counter()
+        refused = {request(bearer(forged_token), expected=None) for forged_token in tokens}
+        seconds = time.perf_counter() - started
+        forged_results["install" if installed else "native"] = {
+            "key_set_fetches": idp.hits[jwks] - before,
+            "us_per_token": seconds / FORGED * 1e6,
+            "statuses": sorted(refused),
+        }
+    results["forged_unknown_kid"] = forged_results
+
+    # The provider stops answering; keys were fetched earlier.
+    as_installed(False)
+    request(bearer(token))
+    idp.stop()
+    statuses: dict[str, set[int]] = {"native": set(), "install": set()}
+
+    def valid_while_down(_: int) -> None:
+        mode = "install" if "oidc_middleware" in application.extensions else "native"
+        statuses[mode].add(request(bearer(token), expected=None))
+
+    results["provider_down"] = _interleaved(as_installed, valid_while_down, REQUESTS)
+    results["provider_down"]["statuses"] = {mode: sorted(found) for mode, found in statuses.items()}
+    return results
+
+
+def _interleaved(
+    as_installed: Callable[[bool], None], operation: Callable[[int], None], count: int
+) -> dict[str, Any]:
+    """Microseconds per operation, natively and with install: best round and median, interleaved."""
+    samples: dict[str, list[float]] = {"native": [], "install": []}
+    for round_number in range(ROUNDS):
+        order = (False, True) if round_number % 2 == 0 else (True, False)
+        for installed in order:
+            as_installed(installed)
+            started = time.perf_counter()
+            for index in range(count):
+                operation(index)
+            samples["install" if installed else "native"].append(
+                (time.perf_counter() - started) / count * 1e6
+            )
+    return {
+        mode: {"best_us": min(values), "median_us": statistics.median(values)}
+        for mode, values in samples.items()
+    }
+
+
+def _quay_version() -> str:
+    from .integration import detect
+
+    return detect().line
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(Path(sys.argv[1]))))
