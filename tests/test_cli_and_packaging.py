@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -99,3 +100,15 @@ def test_install_outside_quay_says_what_it_found_and_what_is_supported() -> None
         detect({})
     assert "this is not Quay's code" in str(raised.value)
     assert "Quay 3.15.x, 3.17.x and 3.18.x" in str(raised.value)
+
+
+def test_the_quay_demo_without_quay_sources_says_how_to_get_them_and_fails(tmp_path: Path) -> None:
+    environment = {**os.environ, "OIDC_QUAY_SOURCES": str(tmp_path)}  # an empty directory
+    done = subprocess.run(
+        [sys.executable, "-m", "oidc_middleware.cli", "demo", "--quay"],
+        capture_output=True, text=True, check=False, env=environment, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 1
+    assert "OIDC_QUAY_SOURCES" in lines[0] and "quay-VERSION.tar.gz" in lines[0]
