@@ -20,7 +20,6 @@ from .integration import (
     UnsupportedQuay,
     detect,
     install,
-    installation,
     quay_exception,
     remove,
 )
@@ -33,7 +32,6 @@ __all__ = [
     "UnsupportedQuay",
     "detect",
     "install",
-    "installation",
     "quay_exception",
     "remove",
 ]

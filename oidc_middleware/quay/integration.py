@@ -259,12 +259,6 @@ def remove(application: Any) -> None:
         setattr(holder, attribute, original)
 
 
-def installation(application: Any) -> Installation | None:
-    """The installation on ``application``, if any."""
-    found: Installation | None = application.extensions.get(EXTENSION)
-    return found
-
-
 def _wrap(installation: Installation) -> None:
     """The middleware in front of Quay's app: inside Werkzeug's ProxyFix when Quay put one there
     (so that audit events see the client's address), else around ``wsgi_app``."""

@@ -27,7 +27,6 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import textwrap
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -414,10 +413,6 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def describe(server: QuayServer) -> str:
-    return textwrap.shorten(f"Quay {server.install.version} {server.mode} TESTING={server.testing}", 80)
 
 
 # -- Quay's production process model: gunicorn with Quay's own configuration, gevent, Redis ----------
