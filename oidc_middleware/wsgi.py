@@ -1,6 +1,9 @@
-"""OIDCMiddleware: the WSGI adapter. Wrap Quay's Flask app in web.py and registry.py::
+"""OIDCMiddleware: the WSGI adapter. Wrap a Flask app's WSGI app::
 
-application.wsgi_app = OIDCMiddleware(application.wsgi_app, load_config(app.config))
+app.wsgi_app = OIDCMiddleware(app.wsgi_app, load_config(app.config))
+
+For Quay, ``oidc_middleware.quay.install(application)`` does this and also makes Quay's own
+authentication ask the same validator.
 """
 
 from __future__ import annotations

@@ -401,8 +401,8 @@ _NO_REQUEST: Final = HttpRequest("-", "-", "", (), "", "")
 
 def _request_and_credential(environ: dict[str, Any] | None, token: Any) -> tuple[HttpRequest, Credential]:
     """The request for the audit event, and where the token came from: the Authorization
-    header (Bearer, or docker login's Basic password), else Quay got it from the provider (the
-    ID token of the login callback)."""
+    header (Bearer, or docker login's Basic password), the body of docker's v1 login
+    (``/v1/``), else Quay got it from the provider (the ID token of the login callback)."""
     text = token if isinstance(token, str) else ""
     if environ is None:
         return _NO_REQUEST, Credential(ID_TOKEN, text)
