@@ -78,8 +78,10 @@ def token_event(
     provider: str | None = None,
     reason: str | None = None,
     description: str | None = None,
+    listed_issuer: str | None = None,
 ) -> None:
-    """Emit one decision event. ``claims`` are a rejected token's unverified claims.
+    """Emit one decision event. ``claims`` are a rejected token's unverified claims;
+    ``listed_issuer`` the issuer of the robot's federation entry a robot exchange matched.
 
     Fields whose value is unknown (None) are left out.
     """
@@ -97,6 +99,8 @@ def token_event(
             fields["token_fingerprint"] = fingerprint(credential.token)
         if credential.robot is not None:
             fields["robot"] = _short(credential.robot)
+    if listed_issuer is not None:
+        fields["robot_issuer"] = _short(listed_issuer)
     if principal is not None:
         fields["provider"] = principal.provider
         fields["iss"] = principal.issuer

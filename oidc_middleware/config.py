@@ -116,6 +116,17 @@ SETTINGS: Final[dict[str, Setting]] = {
     "UNKNOWN_ISSUER": Setting("choice", "pass", choices=("pass", "reject")),
     # Leave error_description out of responses; the audit log keeps it.
     "HIDE_ERROR_DESCRIPTIONS": Setting("bool", False),
+    # Where a token of a service principal (app-only: no person) is accepted. Quay makes every
+    # accepted API or docker-login token a Quay user with a person's full powers, so by default
+    # such a token is refused there (app_only_token) and accepted only by robot federation, which
+    # trades it for a robot's token with the robot's permissions. "anywhere" accepts it on every
+    # path, as a user named after the service principal.
+    "APP_ONLY_TOKENS": Setting("choice", "robot_federation", choices=("robot_federation", "anywhere")),
+    # Robot federation with oidc_middleware.quay.install: which of a robot's federation entries
+    # a token matches. "provider": an entry naming any issuer of the provider that issued the token
+    # (v1.0 and v2.0 of one tenant), so that the migration breaks no robot; "exact": only an entry
+    # naming the token's own issuer, as Quay alone matches.
+    "ROBOT_ISSUER_MATCH": Setting("choice", "provider", choices=("provider", "exact")),
 }
 
 
@@ -163,6 +174,8 @@ class MiddlewareConfig:
     protected_paths: tuple[str, ...] = SETTINGS["PROTECTED_PATHS"].default
     unknown_issuer: str = SETTINGS["UNKNOWN_ISSUER"].default
     hide_error_descriptions: bool = SETTINGS["HIDE_ERROR_DESCRIPTIONS"].default
+    app_only_tokens: str = SETTINGS["APP_ONLY_TOKENS"].default
+    robot_issuer_match: str = SETTINGS["ROBOT_ISSUER_MATCH"].default
     # Quay's own SERVER_HOSTNAME and PREFERRED_URL_SCHEME, for the realm of challenges; when
     # absent, the request's Host header is used.
     server_hostname: str | None = None

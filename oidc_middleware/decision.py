@@ -3,7 +3,12 @@
     credential in request? -- no --> pass (no event)
     JWT-shaped?            -- no --> pass (event: passthrough, opaque_token)
     TokenValidator.validate
-        accepted                   --> call the app with the principal (event: accepted)
+        accepted, but an app-only
+        token where Quay wants a
+        person (APP_ONLY_TOKENS)   --> refuse: app_only_token (event: rejected)
+        accepted                   --> call the app with the principal (event: accepted, unless
+                                       the app records the final outcome: robot federation
+                                       under oidc_middleware.quay.install)
         issuer_not_configured and
         UNKNOWN_ISSUER: pass       --> pass (event: passthrough)
         any other rejection        --> refuse; the app is not called (event: rejected)
@@ -20,8 +25,15 @@ from typing import NamedTuple
 
 from . import audit
 from .config import ConfigSource, MiddlewareConfig, load_config
-from .credentials import Credential, InvalidRequest, find_credential
-from .errors import INVALID_REQUEST, ISSUER_NOT_CONFIGURED, MALFORMED_TOKEN, OPAQUE_TOKEN, TokenRejected
+from .credentials import ROBOT_FEDERATION, Credential, InvalidRequest, find_credential
+from .errors import (
+    APP_ONLY_TOKEN,
+    INVALID_REQUEST,
+    ISSUER_NOT_CONFIGURED,
+    MALFORMED_TOKEN,
+    OPAQUE_TOKEN,
+    TokenRejected,
+)
 from .jws import fingerprint
 from .keys import FetchNeeded
 from .principal import Principal
@@ -60,16 +72,24 @@ PASS = Decision()
 
 
 class Decider:
-    """Decides for one request; shared by all threads (and the event loop) of a process."""
+    """Decides for one request; shared by all threads (and the event loop) of a process.
 
-    def __init__(self, validator: TokenValidator) -> None:
+    ``recorded_by_app``: credential kinds whose acceptance the application records itself, with
+    the final outcome it decides after the token (the Quay integration, for robot federation).
+    """
+
+    def __init__(self, validator: TokenValidator, recorded_by_app: frozenset[str] = frozenset()) -> None:
         self.validator = validator
         self.config = validator.config
         self.recorder = validator.recorder
+        self.recorded_by_app = recorded_by_app
 
     @classmethod
     def build(
-        cls, config: MiddlewareConfig | ConfigSource | None, validator: TokenValidator | None = None
+        cls,
+        config: MiddlewareConfig | ConfigSource | None,
+        validator: TokenValidator | None = None,
+        recorded_by_app: frozenset[str] = frozenset(),
     ) -> Decider:
         """The decider of an adapter: over ``validator`` when given (shared caches), else a new one.
 
@@ -79,10 +99,10 @@ class Decider:
         if validator is None:
             if config is None:
                 raise ValueError("a configuration or a validator is needed")
-            return cls(TokenValidator(config))
+            return cls(TokenValidator(config), recorded_by_app)
         if config is not None and load_config(config) != validator.config:
             raise ValueError("config differs from validator.config; pass one or the other")
-        return cls(validator)
+        return cls(validator, recorded_by_app)
 
     def decide(self, request: HttpRequest, *, may_fetch: bool = True) -> Decision:
         """The decision for ``request``, recorded once. With ``may_fetch=False``, FetchNeeded may
@@ -111,7 +131,12 @@ class Decider:
             raise
         except Exception as exc:
             return self._rejected(request, credential, internal_error(request, credential.token, exc))
-        record.accepted(request, credential, principal)
+        misused = check_token_use(credential.kind, principal, config)
+        if misused is not None:
+            record.rejected(request, credential, misused, principal=principal)
+            return Decision(response=self._refuse_with(request, misused))
+        if credential.kind not in self.recorded_by_app:
+            record.accepted(request, credential, principal)
         return Decision(principal=principal, credential=credential)
 
     def _rejected(self, request: HttpRequest, credential: Credential, refused: TokenRejected) -> Decision:
@@ -120,11 +145,10 @@ class Decider:
         self.recorder.rejected(request, credential, refused, passthrough=passthrough)
         if passthrough:
             return PASS
-        return Decision(
-            response=self._refuse(
-                request, refused.reason, refused.error, refused.status_code, refused.description
-            )
-        )
+        return Decision(response=self._refuse_with(request, refused))
+
+    def _refuse_with(self, request: HttpRequest, refused: TokenRejected) -> Response:
+        return self._refuse(request, refused.reason, refused.error, refused.status_code, refused.description)
 
     def _refuse(
         self, request: HttpRequest, reason: str, error: str, status: int, description: str
@@ -140,6 +164,27 @@ class Decider:
             scheme=config.preferred_url_scheme if config.server_hostname else request.scheme,
             hide_description=config.hide_error_descriptions,
         )
+
+
+def check_token_use(kind: str, principal: Principal, config: MiddlewareConfig) -> TokenRejected | None:
+    """The refusal of a verified token where it must not be used, else None.
+
+    An app-only token (a service principal: no person) is refused everywhere but robot
+    federation unless ``APP_ONLY_TOKENS: anywhere``. Quay makes every token it accepts on the API
+    or at docker login a Quay user with a person's full powers (without an e-mail claim, it
+    refuses with a misleading message); a workload's place is a robot account, which robot
+    federation lets it use without a password.
+    """
+    if kind == ROBOT_FEDERATION or config.app_only_tokens == "anywhere" or not principal.app_only:
+        return None
+    return TokenRejected(
+        APP_ONLY_TOKEN,
+        f"the token of application {principal.authorized_party or '?'} acting as itself (service "
+        f"principal {principal.object_id or principal.subject}) names no person; use it for robot "
+        "federation (GET /oauth2/federation/robot/token with Basic <org>+<robot>:<token>) and log "
+        "in with the robot token it returns",
+        provider=principal.provider,
+    )
 
 
 def request_id(value: str | None) -> str | None:

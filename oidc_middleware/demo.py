@@ -31,6 +31,7 @@ from .validator import TokenValidator
 QUAY_CLIENT_ID = "5f0c9a1e-0000-4000-8000-00000000c1a1"
 RHDH_CLIENT = "2b7e4c3d-0000-4000-8000-0000000d0b0b"
 CI_CLIENT = "9a8b7c6d-0000-4000-8000-0000000000c1"
+CLI_CLIENT = "c0ffee00-1111-4222-8333-444455556666"
 OUTSIDER = "0dd0dd0d-0000-4000-8000-0000000bad00"
 USER = "6e5d4c3b-0000-4000-8000-00000000a11c"
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "quay_wsgi.py"
@@ -62,32 +63,34 @@ def calls(quay_key: SigningKey) -> list[Call]:
         return mint({"iss": "quay", "aud": "127.0.0.1", "sub": "alice", "exp": now + 300}, quay_key)
 
     def expired(idp: LocalIdP) -> str:
-        return idp.token(client=CI_CLIENT, now=time.time() - 7200)
+        return idp.token(client=CLI_CLIENT, user=USER, now=time.time() - 7200)
 
     def obo(client: str) -> Callable[[LocalIdP], str]:
         return lambda idp: idp.token(version="2.0", client=client, user=USER)
 
+    def person(version: str) -> Callable[[LocalIdP], str]:
+        return lambda idp: idp.token(version=version, client=CLI_CLIENT, user=USER)
+
     return [
-        Call("v1.0 token, CI service principal", "/api/v1/user/", 200,
-             bearer(lambda idp: idp.token(version="1.0", client=CI_CLIENT))),
-        Call("v2.0 token, CI service principal", "/api/v1/user/", 200,
-             bearer(lambda idp: idp.token(version="2.0", client=CI_CLIENT))),
+        Call("v1.0 token of a person (CLI)", "/api/v1/user/", 200, bearer(person("1.0"))),
+        Call("v2.0 token of a person (CLI)", "/api/v1/user/", 200, bearer(person("2.0"))),
         Call("OBO token from Developer Hub (allowed)", "/api/v1/user/", 200, bearer(obo(RHDH_CLIENT))),
         Call("OBO token from an app not allowed", "/api/v1/user/", 401, bearer(obo(OUTSIDER))),
+        Call("app-only token of a CI service principal", "/api/v1/user/", 401,
+             bearer(lambda idp: idp.token(version="2.0", client=CI_CLIENT))),
         Call("expired token", "/api/v1/user/", 401, bearer(expired)),
         Call("token for another API (Microsoft Graph)", "/api/v1/user/", 401,
-             bearer(lambda idp: idp.token(audience="https://graph.microsoft.com", client=CI_CLIENT))),
+             bearer(lambda idp: idp.token(audience="https://graph.microsoft.com", client=CLI_CLIENT, user=USER))),
         Call("Quay's own OAuth token (opaque)", "/api/v1/user/", 200,
              bearer(lambda idp: "quay-oauth-3f9a0c7d2b1e4a5f")),
         Call("Quay's own registry token (iss quay)", "/v2/", 200, bearer(quay_registry_token)),
         Call("expired token on the registry", "/v2/", 401, bearer(expired)),
         Call("docker login, $oauthtoken + v2.0 token", "/v2/auth?service=quay&scope=repository:org/app:pull", 200,
-             basic("$oauthtoken", lambda idp: idp.token(client=CI_CLIENT))),
-        Call("robot federation, CI token", "/oauth2/federation/robot/token", 200,
+             basic("$oauthtoken", person("2.0"))),
+        Call("robot federation, CI service principal", "/oauth2/federation/robot/token", 200,
              basic("org+deployer", lambda idp: idp.token(client=CI_CLIENT))),
         Call("no credentials", "/api/v1/user/", 401),
-        Call("token in header and query", "/api/v1/user/?access_token=x", 400,
-             bearer(lambda idp: idp.token(client=CI_CLIENT))),
+        Call("token in header and query", "/api/v1/user/?access_token=x", 400, bearer(person("2.0"))),
     ]  # fmt: skip
 
 
@@ -104,7 +107,7 @@ def run() -> int:
                 "CLIENT_SECRET": "not-shown-anywhere",
                 "OIDC_ISSUERS": [idp.v1_issuer, idp.v2_issuer],
                 "OIDC_AUDIENCES": ["api://quay-api"],
-                "OIDC_ALLOWED_CLIENTS": [RHDH_CLIENT, CI_CLIENT],
+                "OIDC_ALLOWED_CLIENTS": [RHDH_CLIENT, CI_CLIENT, CLI_CLIENT],
             }
         }
         app = example.wrap(example.create_app(), TokenValidator(config))

@@ -22,6 +22,19 @@ MISSING_CLAIM: Final = "missing_claim"
 INVALID_AUDIENCE: Final = "invalid_audience"
 CLIENT_NOT_ALLOWED: Final = "client_not_allowed"
 KEYS_UNAVAILABLE: Final = "keys_unavailable"
+# A valid token of a service principal (no person) where Quay wants a person: the API and docker
+# login. Such a token's place is robot federation.
+APP_ONLY_TOKEN: Final = "app_only_token"
+
+# Robot federation (Quay's /oauth2/federation/robot/token), decided after the token was accepted:
+# the robot named in the request does not take this token.
+ROBOT_NOT_FOUND: Final = "robot_not_found"
+ROBOT_NOT_FEDERATED: Final = "robot_not_federated"
+ROBOT_ISSUER_NOT_LISTED: Final = "robot_issuer_not_listed"
+ROBOT_SUBJECT_MISMATCH: Final = "robot_subject_mismatch"
+ROBOT_AUDIENCE_MISMATCH: Final = "robot_audience_mismatch"
+# Quay refused the exchange for a reason of its own that none of the above names.
+ROBOT_EXCHANGE_REFUSED: Final = "robot_exchange_refused"
 
 # Reasons that are not a token's rejection: the request itself is malformed (RFC 6750 3.1, 400),
 # and a credential that is not a JWT (Quay's opaque OAuth tokens, passwords) passed on unexamined.
@@ -41,6 +54,23 @@ REASONS: Final = frozenset(
         INVALID_AUDIENCE,
         CLIENT_NOT_ALLOWED,
         KEYS_UNAVAILABLE,
+        APP_ONLY_TOKEN,
+        ROBOT_NOT_FOUND,
+        ROBOT_NOT_FEDERATED,
+        ROBOT_ISSUER_NOT_LISTED,
+        ROBOT_SUBJECT_MISMATCH,
+        ROBOT_AUDIENCE_MISMATCH,
+        ROBOT_EXCHANGE_REFUSED,
+    }
+)
+ROBOT_REASONS: Final = frozenset(
+    {
+        ROBOT_NOT_FOUND,
+        ROBOT_NOT_FEDERATED,
+        ROBOT_ISSUER_NOT_LISTED,
+        ROBOT_SUBJECT_MISMATCH,
+        ROBOT_AUDIENCE_MISMATCH,
+        ROBOT_EXCHANGE_REFUSED,
     }
 )
 

@@ -108,6 +108,18 @@ class Principal:
         return datetime.fromtimestamp(float(self._claims["exp"]), tz=UTC)
 
     @property
+    def app_only(self) -> bool:
+        """True for a token of an application acting as itself (client credentials: a service
+        principal or managed identity), which names no person: Entra's ``idtyp: app`` or, when
+        that optional claim is not configured, no ``scp`` and ``sub`` equal to ``oid``."""
+        claims = self._claims
+        if claims.get("idtyp") == "app":
+            return True
+        return (
+            "scp" not in claims and claims.get("oid") is not None and claims.get("sub") == claims.get("oid")
+        )
+
+    @property
     def on_behalf_of(self) -> bool:
         party = self._authorized_party
         return party is not None and party != self._client_id and bool(self.scopes)

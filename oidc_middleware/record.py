@@ -47,9 +47,19 @@ class Recorder:
     def __init__(self, stats: Stats) -> None:
         self._stats = stats
 
-    def accepted(self, request: RequestContext, credential: Credential, principal: Principal) -> None:
+    def accepted(
+        self,
+        request: RequestContext,
+        credential: Credential,
+        principal: Principal,
+        *,
+        listed_issuer: str | None = None,
+    ) -> None:
+        """An accepted token (robot federation: ``listed_issuer`` as in :meth:`rejected`)."""
         self._stats.add("decision", "accepted")
-        audit.token_event(audit.ACCEPTED, _fields(request), credential, principal=principal)
+        audit.token_event(
+            audit.ACCEPTED, _fields(request), credential, principal=principal, listed_issuer=listed_issuer
+        )
 
     def rejected(
         self,
@@ -58,18 +68,24 @@ class Recorder:
         refused: TokenRejected,
         *,
         passthrough: bool = False,
+        principal: Principal | None = None,
+        listed_issuer: str | None = None,
     ) -> None:
-        """A refused token; ``passthrough`` when it is not ours and the application decides."""
+        """A refused token; ``passthrough`` when it is not ours and the application decides.
+        ``principal``: the token was verified, and refused for where it was used (robot
+        federation: ``listed_issuer``, the robot's entry that the token's issuer was matched to)."""
         event = audit.PASSTHROUGH if passthrough else audit.REJECTED
         self._stats.add("passthrough" if passthrough else "rejected", refused.reason)
         audit.token_event(
             event,
             _fields(request),
             credential,
+            principal=principal,
             claims=refused.claims,
             provider=refused.provider,
             reason=refused.reason,
             description=refused.description,
+            listed_issuer=listed_issuer,
         )
 
     def invalid_request(self, request: RequestContext, reason: str, description: str) -> None:

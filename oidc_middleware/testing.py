@@ -9,7 +9,13 @@ Never use its keys for anything else: they are made up on the spot.
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import ipaddress
 import json
+import os
+import ssl
+import tempfile
 import threading
 import time
 import uuid
@@ -19,8 +25,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl
 
-from cryptography.hazmat.primitives import hashes
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+from cryptography.x509.oid import NameOID
 
 from . import base64url
 from .crypto import CURVE_SIZES, EC_ALGORITHMS
@@ -128,12 +136,21 @@ class LocalIdP:
     ``cache_control`` is sent with every document when set. The token endpoint answers an
     authorization code registered with :meth:`issue_code` (once), as the login code exchange of a
     relying party such as Quay's web UI login expects.
+
+    ``tls=True`` serves https, as a real provider does, with a certificate for 127.0.0.1 from a
+    certificate authority made on the spot: :attr:`ca_file` is its PEM, for the clients to trust
+    (``REQUESTS_CA_BUNDLE`` for Quay, ``CA_BUNDLE`` for the middleware).
     """
 
     def __init__(
-        self, tenant: str = "0b9f3c1e-5a2d-4d8e-9c7b-1f2e3d4c5b6a", keys: list[SigningKey] | None = None
+        self,
+        tenant: str = "0b9f3c1e-5a2d-4d8e-9c7b-1f2e3d4c5b6a",
+        keys: list[SigningKey] | None = None,
+        *,
+        tls: bool = False,
     ) -> None:
         self.tenant = tenant
+        self._tls = _LoopbackTLS() if tls else None
         self.keys = keys if keys is not None else [SigningKey.rsa("entra-key-1")]
         self.failing = False
         self.fault: str | None = None
@@ -151,12 +168,19 @@ class LocalIdP:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self.close()
 
     def start(self) -> None:
         idp = self
 
         class Handler(BaseHTTPRequestHandler):
+            def setup(self) -> None:
+                # The TLS handshake in this request's thread, never in the accepting one.
+                if isinstance(self.request, ssl.SSLSocket):
+                    self.request.settimeout(10)
+                    self.request.do_handshake()
+                super().setup()
+
             def do_GET(self) -> None:
                 idp.hits[self.path] += 1
                 idp._respond(self)
@@ -181,6 +205,10 @@ class LocalIdP:
                 pass  # a client that gave up mid-answer (timeouts under test) is expected here
 
         self._server = Server(("127.0.0.1", self._port), Handler)
+        if self._tls is not None:
+            self._server.socket = self._tls.context.wrap_socket(
+                self._server.socket, server_side=True, do_handshake_on_connect=False
+            )
         self._port = self._server.server_address[1]
         self._server.daemon_threads = True
         threading.Thread(
@@ -193,11 +221,23 @@ class LocalIdP:
             self._server.server_close()
             self._server = None
 
+    def close(self) -> None:
+        """Stop serving and delete the certificate files (the IdP cannot be started again)."""
+        self.stop()
+        if self._tls is not None:
+            self._tls.remove()
+
     # -- addresses ---------------------------------------------------------------------------
     @property
     def base_url(self) -> str:
         assert self._port, "LocalIdP was never started"
-        return f"http://127.0.0.1:{self._port}/"
+        return f"{'https' if self._tls else 'http'}://127.0.0.1:{self._port}/"
+
+    @property
+    def ca_file(self) -> str | None:
+        """With ``tls``: the PEM file of the certificate authority that signed the server's
+        certificate (trust it, nothing else); None over plain http."""
+        return self._tls.ca_file if self._tls is not None else None
 
     @property
     def v1_issuer(self) -> str:
@@ -348,7 +388,7 @@ class LocalIdP:
         claims[party] = client
         claims[f"{party}acr"] = "1"
         if user is None:
-            service_principal = str(uuid.uuid5(uuid.NAMESPACE_URL, client))
+            service_principal = service_principal_id(client)
             claims.update(oid=service_principal, sub=service_principal, idtyp="app")
             claims["roles"] = roles if roles is not None else ["Quay.Api.ReadWrite"]
         else:
@@ -371,6 +411,82 @@ class LocalIdP:
         return mint(
             claims if claims is not None else self.claims(**claim_options), key or self.keys[0], header=header
         )
+
+
+def service_principal_id(client: str) -> str:
+    """The object id of ``client``'s service principal in a :class:`LocalIdP` tenant: the ``sub``
+    and ``oid`` of its app-only tokens (what a robot's federation entry names)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, client))
+
+
+class _LoopbackTLS:
+    """A certificate authority made on the spot and a server certificate it signed for
+    127.0.0.1 and localhost; the CA's PEM in a file of its own, for clients to trust."""
+
+    def __init__(self) -> None:
+        now = datetime.datetime.now(datetime.UTC)
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "oidc-middleware test CA")])
+        ca = (
+            x509.CertificateBuilder()
+            .subject_name(ca_name)
+            .issuer_name(ca_name)
+            .public_key(ca_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256())
+        )
+        server_key = ec.generate_private_key(ec.SECP256R1())
+        server = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+            .issuer_name(ca_name)
+            .public_key(server_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(
+                x509.SubjectAlternativeName(
+                    [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+                ),
+                critical=False,
+            )
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+            )
+            .sign(ca_key, hashes.SHA256())
+        )
+        self.directory = tempfile.mkdtemp(prefix="oidc-localidp-tls-")
+        self.ca_file = os.path.join(self.directory, "ca.pem")
+        with open(self.ca_file, "wb") as out:
+            out.write(ca.public_bytes(serialization.Encoding.PEM))
+        chain = os.path.join(self.directory, "server.pem")
+        with open(chain, "wb") as out:
+            out.write(server.public_bytes(serialization.Encoding.PEM))
+            out.write(
+                server_key.private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                )
+            )
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(chain)
+
+    def remove(self) -> None:
+        for name in ("ca.pem", "server.pem"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(self.directory, name))
+        with contextlib.suppress(OSError):
+            os.rmdir(self.directory)
 
 
 def _uint(value: int) -> str:

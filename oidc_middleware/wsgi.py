@@ -33,6 +33,8 @@ class OIDCMiddleware:
     a credential for us pass through untouched. ``config`` is a :class:`MiddlewareConfig` or
     anything :func:`~oidc_middleware.load_config` accepts; ``validator`` shares one
     :class:`TokenValidator` (and its key caches) between several middlewares.
+    ``recorded_by_app``: credential kinds whose acceptance the wrapped app records itself, with its
+    final outcome (``oidc_middleware.quay.install`` for robot federation); leave it empty.
     """
 
     def __init__(
@@ -41,9 +43,10 @@ class OIDCMiddleware:
         config: MiddlewareConfig | ConfigSource | None,
         *,
         validator: TokenValidator | None = None,
+        recorded_by_app: frozenset[str] = frozenset(),
     ) -> None:
         self.app = app
-        self.decider = Decider.build(config, validator)
+        self.decider = Decider.build(config, validator, recorded_by_app)
         self.validator = self.decider.validator
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:

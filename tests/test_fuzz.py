@@ -13,7 +13,7 @@ import random
 from typing import Any
 
 import pytest
-from conftest import CI_CLIENT, quay_config
+from conftest import CI_CLIENT, USER_OID, quay_config
 from structlog.testing import capture_logs
 
 from oidc_middleware import OIDCMiddleware, TokenValidator
@@ -101,7 +101,7 @@ def test_thousands_of_mutations_never_crash_and_never_yield_a_principal(
     idp: LocalIdP, capsys: pytest.CaptureFixture[str]
 ) -> None:
     middleware = OIDCMiddleware(lambda e, s: [], quay_config(idp))
-    original = idp.token(client=CI_CLIENT, lifetime=24 * 3600)
+    original = idp.token(client=CI_CLIENT, user=USER_OID, lifetime=24 * 3600)
     signed_part = original.rsplit(".", 1)[0]
     status, principal = call(middleware, "/api/v1/user/", f"Bearer {original}")
     assert status == "200 OK" and principal is not None  # the unmutated token is accepted

@@ -14,7 +14,7 @@ import uuid
 from typing import Any
 
 import pytest
-from conftest import Clock, key_fetches, quay_config, reason_of, refresh_done, token
+from conftest import USER_OID, Clock, key_fetches, quay_config, reason_of, refresh_done, token
 from structlog.testing import capture_logs
 
 from oidc_middleware import TokenRejected, TokenValidator
@@ -395,7 +395,7 @@ def test_prometheus_metrics_expose_the_counters(idp: LocalIdP, clock: Clock) -> 
     registry = CollectorRegistry()
     register(validator, registry)
     decider = Decider(validator)
-    for credential in (token(idp, clock), "junk.junk.junk"):
+    for credential in (token(idp, clock, user=USER_OID), "junk.junk.junk"):
         decider.decide(HttpRequest("GET", "/api/v1/user/", "", (f"Bearer {credential}",), "quay", "https"))
     text = generate_latest(registry).decode()
     assert 'oidc_middleware_decisions_total{outcome="accepted",reason=""} 1.0' in text

@@ -203,12 +203,14 @@ def test_an_accepted_token_reaches_the_app_with_the_principal_and_its_header(
 
 
 def test_request_id_is_taken_from_x_request_id(send: Send, idp: LocalIdP) -> None:
-    reply = send("/api/v1/user/", [*bearer(idp.token(client=CI_CLIENT)), ("X-Request-ID", "req-42")])
+    reply = send(
+        "/api/v1/user/", [*bearer(idp.token(client=CI_CLIENT, user=USER_OID)), ("X-Request-ID", "req-42")]
+    )
     assert only_event(reply)["request_id"] == "req-42"
 
 
 def test_docker_login_with_oauthtoken_user_is_validated(send: Send, idp: LocalIdP) -> None:
-    token = idp.token(client=CI_CLIENT)
+    token = idp.token(client=CI_CLIENT, user=USER_OID)
     reply = send("/v2/auth", basic("$oauthtoken", token), query="service=quay&scope=repository:org/app:pull")
     assert reply.status == 200
     assert reply.seen[0]["principal"].authorized_party == CI_CLIENT
@@ -233,11 +235,81 @@ def test_robot_federation_applies_the_allowlist_too(send: Send, idp: LocalIdP) -
     assert reply.seen == []
 
 
+# -- app-only tokens (a service principal, no person) ----------------------------------------------
+
+
+@pytest.mark.parametrize("version", ["1.0", "2.0"])
+def test_an_app_only_token_on_the_api_is_refused_and_pointed_at_robot_federation(
+    send: Send, idp: LocalIdP, version: str
+) -> None:
+    """Quay would make a service principal a Quay user with a person's powers (or refuse it with
+    "The e-mail address None is already associated..."): refused before Quay, saying what to use."""
+    reply = send("/api/v1/user/", bearer(idp.token(version=version, client=CI_CLIENT)))
+    assert (reply.status, reply.json["reason"], reply.json["error"]) == (
+        401,
+        "app_only_token",
+        "invalid_token",
+    )
+    assert "/oauth2/federation/robot/token" in reply.json["error_description"]
+    assert reply.seen == []
+    event = only_event(reply)
+    # The token was verified: the event carries its verified claims, not "claims_verified: false".
+    assert (event["event"], event["reason"], event["ver"]) == (
+        "oidc.token.rejected",
+        "app_only_token",
+        version,
+    )
+    assert "claims_verified" not in event and event["azp"] == CI_CLIENT
+
+
+def test_an_app_only_token_at_docker_login_is_refused_in_the_registry_format(
+    send: Send, idp: LocalIdP
+) -> None:
+    reply = send("/v2/auth", basic("$oauthtoken", idp.token(client=CI_CLIENT)), query="service=quay")
+    assert reply.status == 401
+    error = reply.json["errors"][0]
+    assert (error["code"], error["detail"]["reason"]) == ("UNAUTHORIZED", "app_only_token")
+    assert reply.seen == []
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [{"idtyp": "app", "scp": None}, {"idtyp": None, "scp": None}],
+    ids=["idtyp-app", "no-idtyp-sub-equals-oid"],
+)
+def test_app_only_is_recognised_with_or_without_the_optional_idtyp_claim(
+    send: Send, idp: LocalIdP, claims: dict[str, Any]
+) -> None:
+    token_claims = {**idp.claims(client=CI_CLIENT), **claims}
+    reply = send("/api/v1/user/", bearer(idp.token({k: v for k, v in token_claims.items() if v is not None})))
+    assert (reply.status, reply.json["reason"]) == (401, "app_only_token")
+
+
+def test_a_delegated_token_whose_sub_differs_from_oid_is_a_person(send: Send, idp: LocalIdP) -> None:
+    claims = idp.claims(client=CI_CLIENT, user=USER_OID)
+    del claims["scp"]  # no scope, but a pairwise sub: still a person
+    reply = send("/api/v1/user/", bearer(idp.token(claims)))
+    assert reply.status == 200
+
+
+def test_app_only_tokens_anywhere_accepts_them_on_every_path(
+    make_sender: Callable[..., Send], idp: LocalIdP
+) -> None:
+    send = make_sender({**quay_config(idp), "OIDC_MIDDLEWARE_CONFIG": {"APP_ONLY_TOKENS": "anywhere"}})
+    token = idp.token(client=CI_CLIENT)
+    assert send("/api/v1/user/", bearer(token)).status == 200
+    assert send("/v2/auth", basic("$oauthtoken", token)).status == 200
+    assert send("/api/v1/user/", bearer(token)).seen[0]["principal"].app_only is True
+
+
 # -- rejected ---------------------------------------------------------------------------------------
 
 
 def test_api_rejection_is_rfc6750_with_exact_challenge_and_body(send: Send, idp: LocalIdP) -> None:
-    reply = send("/api/v1/user/", bearer(idp.token(audience="https://graph.microsoft.com", client=CI_CLIENT)))
+    reply = send(
+        "/api/v1/user/",
+        bearer(idp.token(audience="https://graph.microsoft.com", client=CI_CLIENT, user=USER_OID)),
+    )
     description = "audience 'https://graph.microsoft.com' is not accepted by provider 'azure'"
     assert reply.status == 401
     assert reply.headers["WWW-Authenticate"] == (
@@ -282,7 +354,9 @@ def test_registry_rejection_is_in_docker_format_pointing_at_the_token_endpoint(
 
 
 def test_docker_login_rejection_is_in_docker_format(send: Send, idp: LocalIdP) -> None:
-    reply = send("/v2/auth", basic("$oauthtoken", idp.token(client=CI_CLIENT, now=0, lifetime=60)))
+    reply = send(
+        "/v2/auth", basic("$oauthtoken", idp.token(client=CI_CLIENT, now=0, lifetime=60, user=USER_OID))
+    )
     assert reply.status == 401
     assert reply.json["errors"][0]["detail"] == {"reason": "token_expired"}
 
@@ -300,12 +374,12 @@ def test_without_server_hostname_the_realm_comes_from_the_host_header(
 def test_keys_unavailable_is_503_with_retry_after(make_sender: Callable[..., Send], idp: LocalIdP) -> None:
     idp.failing = True
     send = make_sender(quay_config(idp))
-    api = send("/api/v1/user/", bearer(idp.token(client=CI_CLIENT)))
+    api = send("/api/v1/user/", bearer(idp.token(client=CI_CLIENT, user=USER_OID)))
     assert (api.status, api.headers["Retry-After"]) == (503, "5")
     assert api.json["error"] == "temporarily_unavailable"
     assert api.json["reason"] == "keys_unavailable"
     assert "WWW-Authenticate" not in api.headers
-    registry = send("/v2/", bearer(idp.token(client=CI_CLIENT)))
+    registry = send("/v2/", bearer(idp.token(client=CI_CLIENT, user=USER_OID)))
     assert (registry.status, registry.headers["Retry-After"]) == (503, "5")
     assert registry.json["errors"][0]["code"] == "UNAVAILABLE"
 
@@ -325,7 +399,7 @@ def test_hidden_descriptions_leave_responses_but_stay_in_the_audit_log(
 
 
 def test_descriptions_are_made_safe_for_a_quoted_header(send: Send, idp: LocalIdP) -> None:
-    claims = idp.claims(client=CI_CLIENT)
+    claims = idp.claims(client=CI_CLIENT, user=USER_OID)
     claims["aud"] = 'evil", error="none\\ \r\n X-Injected: yes'
     reply = send("/api/v1/user/", bearer(idp.token(claims)))
     challenge = reply.headers["WWW-Authenticate"]
@@ -447,9 +521,9 @@ def test_no_event_ever_holds_a_token_a_signature_or_the_client_secret(
     send: Send, idp: LocalIdP, attacker_key: SigningKey
 ) -> None:
     tokens = [
-        idp.token(client=CI_CLIENT),
+        idp.token(client=CI_CLIENT, user=USER_OID),
         idp.token(client=OUTSIDER),
-        idp.token(key=attacker_key, client=CI_CLIENT),
+        idp.token(key=attacker_key, client=CI_CLIENT, user=USER_OID),
         quay_registry_token(),
         "quay-oauth-token-3f9a0c7d",
     ]
@@ -471,7 +545,7 @@ def test_configure_json_logging_writes_one_json_line_per_decision_timestamp_firs
     configure_json_logging(stream)
     try:
         client = Client(OIDCMiddleware(echo_wsgi([]), quay_config(idp)))
-        accepted = idp.token(client=CI_CLIENT)
+        accepted = idp.token(client=CI_CLIENT, user=USER_OID)
         for _ in range(3):  # verified, verified and cached, answered from the cache
             client.get(
                 "/api/v1/user/", headers=Headers(bearer(accepted)), environ_base={"REMOTE_ADDR": "10.0.0.9"}
@@ -497,7 +571,7 @@ def test_configure_json_logging_writes_one_json_line_per_decision_timestamp_firs
     )
     expected = hashlib.sha256(accepted.encode()).hexdigest()[:16]
     assert [event["token_fingerprint"] for event in events[1:4]] == [expected] * 3
-    assert first["aud"] == QUAY_API and first["on_behalf_of"] is False
+    assert first["aud"] == QUAY_API and first["on_behalf_of"] is True  # a CLI acting for a person
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", first["timestamp"])
     assert (rejected["level"], rejected["reason"]) == ("warning", "client_not_allowed")
 
@@ -540,8 +614,12 @@ def test_asgi_never_fetches_keys_on_the_event_loop(idp: LocalIdP) -> None:
     session = RecordingSession()
     validator = TokenValidator(quay_config(idp), session=session)
     send = asgi_sender(validator.config, validator=validator)
-    assert send("/api/v1/user/", bearer(idp.token(client=CI_CLIENT))).status == 200  # cold: fetches
-    assert send("/api/v1/user/", bearer(idp.token(client=CI_CLIENT))).status == 200  # warm: on the loop
+    assert (
+        send("/api/v1/user/", bearer(idp.token(client=CI_CLIENT, user=USER_OID))).status == 200
+    )  # cold: fetches
+    assert (
+        send("/api/v1/user/", bearer(idp.token(client=CI_CLIENT, user=USER_OID))).status == 200
+    )  # warm: on the loop
     assert len(session.threads) == 2  # discovery and keys, once
     assert all(thread is not threading.main_thread() for thread in session.threads)
     # The cold request went to a worker thread once; it is still one cache miss, not two.
@@ -562,7 +640,7 @@ def test_prefetch_learns_the_issuers_of_providers_configured_without_one(idp: Lo
     validator = TokenValidator(quay_config(idp, OIDC_ISSUERS=None))
     assert validator.prefetch()["ready"] is True
     # Known now: an event loop can decide without a worker thread.
-    principal = validator.validate(idp.token(client=CI_CLIENT), may_fetch=False)
+    principal = validator.validate(idp.token(client=CI_CLIENT, user=USER_OID), may_fetch=False)
     assert principal.issuer == idp.v2_issuer
 
 
@@ -622,7 +700,7 @@ def test_a_forged_scheme_cannot_rewrite_the_registry_challenge(idp: LocalIdP) ->
 
 
 def test_the_principal_claims_are_read_only_all_the_way_down(send: Send, idp: LocalIdP) -> None:
-    claims = idp.claims(client=CI_CLIENT)
+    claims = idp.claims(client=CI_CLIENT, user=USER_OID)
     claims["groups"] = ["a", {"nested": ["b"]}]
     reply = send("/api/v1/user/", bearer(idp.token(claims)))
     principal = reply.seen[0]["principal"]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from conftest import CI_CLIENT, OUTSIDER, quay_config
+from conftest import CI_CLIENT, OUTSIDER, USER_OID, quay_config
 
 from oidc_middleware import TokenRejected, TokenValidator
 from oidc_middleware.testing import LocalIdP
@@ -60,7 +60,7 @@ def test_gunicorn_preload_workers_accept_and_reject_over_http(gunicorn: str, idp
     accepted = rejected = 0
     session = requests.Session()
     for index in range(40):
-        good = session.get(f"{gunicorn}/api/v1/user/", headers={"Authorization": f"Bearer {idp.token(client=CI_CLIENT)}"},
+        good = session.get(f"{gunicorn}/api/v1/user/", headers={"Authorization": f"Bearer {idp.token(client=CI_CLIENT, user=USER_OID)}"},
                            timeout=10)  # fmt: skip
         assert good.status_code == 200, good.text
         accepted += good.json()["client"] == CI_CLIENT
@@ -78,7 +78,7 @@ def test_gunicorn_preload_workers_accept_and_reject_over_http(gunicorn: str, idp
 
 def test_a_fork_while_a_fetch_holds_the_lock_does_not_deadlock_the_child(idp: LocalIdP) -> None:
     validator = TokenValidator(quay_config(idp))
-    validator.validate(idp.token(client=CI_CLIENT))
+    validator.validate(idp.token(client=CI_CLIENT, user=USER_OID))
     keys = validator.providers["azure"]
     holding, release = threading.Event(), threading.Event()
 
@@ -96,7 +96,7 @@ def test_a_fork_while_a_fetch_holds_the_lock_does_not_deadlock_the_child(idp: Lo
         code = 1
         try:
             keys._last_key_fetch = float("-inf")  # let the unknown kid refetch at once
-            validator.validate(idp.token(key=new_key, client=CI_CLIENT))
+            validator.validate(idp.token(key=new_key, client=CI_CLIENT, user=USER_OID))
             code = 0
         except TokenRejected:
             code = 2

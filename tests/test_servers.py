@@ -43,7 +43,7 @@ def auth(token: str) -> dict[str, str]:
 
 def test_wsgi_server_accepts_v1_v2_and_obo_tokens(wsgi_server: str, idp: LocalIdP) -> None:
     for version in ("1.0", "2.0"):
-        reply = requests.get(f"{wsgi_server}/api/v1/user/", headers=auth(idp.token(version=version, client=CI_CLIENT)),
+        reply = requests.get(f"{wsgi_server}/api/v1/user/", headers=auth(idp.token(version=version, client=CI_CLIENT, user=USER_OID)),
                              timeout=10)  # fmt: skip
         assert reply.status_code == 200
         assert reply.json()["token_version"] == version
@@ -70,7 +70,7 @@ def test_wsgi_server_rejects_with_exact_headers(wsgi_server: str, idp: LocalIdP)
 
 
 def test_wsgi_server_docker_login_and_robot_federation(wsgi_server: str, idp: LocalIdP) -> None:
-    token = idp.token(client=CI_CLIENT)
+    token = idp.token(client=CI_CLIENT, user=USER_OID)
     login = requests.get(
         f"{wsgi_server}/v2/auth", auth=("$oauthtoken", token), params={"service": "quay"}, timeout=10
     )
@@ -94,10 +94,12 @@ def test_wsgi_server_passes_quay_own_tokens_and_anonymous_requests(wsgi_server: 
 
 
 def test_asgi_server_accepts_and_rejects(asgi_server: str, idp: LocalIdP) -> None:
-    accepted = requests.get(f"{asgi_server}/anything", headers=auth(idp.token(client=CI_CLIENT)), timeout=10)
+    accepted = requests.get(
+        f"{asgi_server}/anything", headers=auth(idp.token(client=CI_CLIENT, user=USER_OID)), timeout=10
+    )
     # Plain ASGI example: every path is the app, but only /api/ and /v2/ are examined.
     assert accepted.json() == {"principal": None}
-    accepted = requests.get(f"{asgi_server}/api/v1/user/", headers=auth(idp.token(version="1.0", client=CI_CLIENT)),
+    accepted = requests.get(f"{asgi_server}/api/v1/user/", headers=auth(idp.token(version="1.0", client=CI_CLIENT, user=USER_OID)),
                             timeout=10)  # fmt: skip
     assert accepted.json()["principal"]["client"] == CI_CLIENT
     rejected = requests.get(f"{asgi_server}/v2/", headers=auth(idp.token(client=OUTSIDER)), timeout=10)
@@ -111,6 +113,6 @@ def test_asgi_server_accepts_and_rejects(asgi_server: str, idp: LocalIdP) -> Non
 
 
 def test_asgi_server_docker_login(asgi_server: str, idp: LocalIdP) -> None:
-    pair = base64.b64encode(f"$oauthtoken:{idp.token(client=CI_CLIENT)}".encode()).decode()
+    pair = base64.b64encode(f"$oauthtoken:{idp.token(client=CI_CLIENT, user=USER_OID)}".encode()).decode()
     reply = requests.get(f"{asgi_server}/v2/auth", headers={"Authorization": f"Basic {pair}"}, timeout=10)
     assert reply.json()["principal"]["client"] == CI_CLIENT

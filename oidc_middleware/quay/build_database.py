@@ -34,14 +34,16 @@ db.obj.execute_sql("PRAGMA foreign_keys = ON;")
 db.obj.execute_sql('PRAGMA encoding="UTF-8";')
 populate_database()
 
-# One OAuth access token of Quay's own (opaque), for devtable with user:read, valid for ten years:
-# the fixture's own token expires 2.5 hours after the database is built, and this one is cached.
+# One OAuth access token of Quay's own (opaque), for devtable (admin of the organization buynlarge),
+# valid for ten years: the fixture's own token expires 2.5 hours after the database is built, and
+# this one is cached. Its scopes let tests read the user and make robots, repositories and
+# permissions through Quay's REST API, as an administrator does.
 from data import model  # noqa: E402
 
 model.oauth.create_user_access_token(
     model.user.get_user("devtable"),
     "deadbeef",
-    "repo:admin user:read",
+    "repo:admin repo:create repo:write repo:read org:admin user:read",
     access_token="d" * 40 + "e" * 40,
     expires_in=10 * 365 * 86400,
 )

@@ -53,12 +53,19 @@ def run(out: TextIO | None = None) -> int:
         )
         wheel = lab.build_wheel(work / "wheel")
         quay = lab.ensure_installed(VERSION, source, wheel)
-        with LocalIdP() as idp:
+        with LocalIdP(tls=True) as idp:
             servers = []
             try:
                 for mode in MODES:
                     servers.append(
-                        lab.start_server(quay, work / mode, provider_block(idp), mode=mode, testing=False)
+                        lab.start_server(
+                            quay,
+                            work / mode,
+                            provider_block(idp),
+                            mode=mode,
+                            testing=False,
+                            ca_file=idp.ca_file,
+                        )
                     )
                 attacker = SigningKey.rsa("entra-key-1")
                 table = []

@@ -22,9 +22,16 @@ decisions on external OIDC tokens to the same :class:`~oidc_middleware.TokenVali
   validator already checked the calling application, ``azp`` or ``appid``; Quay 3.18 would also
   refuse an ``azp`` equal to Quay's own ``CLIENT_ID`` when it is not listed.
 
+* Robot federation (``/oauth2/federation/robot/token``): for tokens of the configured providers,
+  the validator decides the token and :mod:`.robot_federation` matches the robot's federation
+  entries (across the v1.0 and v2.0 issuers of one provider), with no request to the provider.
+* App-only tokens (a service principal, no person) are refused on the API and at docker login
+  (``APP_ONLY_TOKENS``): their place is robot federation.
+
 Everything after the decision is Quay's own code: the username, email, federated-login binding,
-``FEATURE_USER_CREATION``, the refusal of ``impersonated`` tokens, and their error messages.
-Robot federation's per-robot services, Quay's own tokens and unknown issuers are not touched.
+``FEATURE_USER_CREATION``, the refusal of ``impersonated`` tokens, and their error messages; for
+robots, the robot's lookup, Quay's action log entry and the robot token it issues. Quay's own
+tokens and issuers no provider claims are not touched.
 
 The taken-over services get a subclass of their own class (``service.__class__``), so the change
 is per object and :func:`remove` restores every original. This is the only module that knows
@@ -43,8 +50,8 @@ from typing import Any, Final
 
 from .. import audit
 from ..config import load_config
-from ..credentials import BEARER, DOCKER_LOGIN, ID_TOKEN, Credential, decode_basic
-from ..decision import HttpRequest, internal_error
+from ..credentials import BEARER, DOCKER_LOGIN, ID_TOKEN, ROBOT_FEDERATION, Credential, decode_basic
+from ..decision import HttpRequest, check_token_use, internal_error
 from ..errors import (
     ISSUER_NOT_CONFIGURED,
     KEYS_UNAVAILABLE,
@@ -55,6 +62,9 @@ from ..errors import (
 from ..principal import Principal
 from ..validator import TokenValidator
 from ..wsgi import CREDENTIAL_KEY, OIDCMiddleware, http_request
+from . import robot_federation
+from .flask_request import current_environ
+from .robot_federation import RobotExchange, SettleExchanges
 
 # Where the installation is kept on Flask's application (``application.extensions``).
 EXTENSION: Final = "oidc_middleware"
@@ -85,13 +95,23 @@ def detect(modules: Mapping[str, ModuleType] | None = None) -> QuayShape:
     * ``OIDCLoginService.decode_user_jwt(token, options)`` and
       ``OAuthLoginManager.get_service_by_issuer(issuer)`` must exist with those parameters;
     * ``get_sub_username_email_from_token`` takes the login service (3.17, 3.18) or its config
-      (3.15); ``OIDCLoginService.get_issuers`` and ``allowed_clients`` exist from 3.18 on.
+      (3.15); ``OIDCLoginService.get_issuers`` and ``allowed_clients`` exist from 3.18 on;
+    * robot federation (``util.security.federated_robot_auth``): ``validate_federated_auth``
+      calls ``lookup_robot`` and ``verify_federated_robot_jwt_token(robot, token)``, and the module
+      holds the names :class:`~oidc_middleware.quay.robot_federation.RobotExchange` uses.
     """
     get = modules.__getitem__ if modules is not None else importlib.import_module
     found: list[str] = []
     try:
-        oidc, manager, login_utils, oauth = (
-            get(name) for name in ("oauth.oidc", "oauth.loginmanager", "oauth.login_utils", "auth.oauth")
+        oidc, manager, login_utils, oauth, robots = (
+            get(name)
+            for name in (
+                "oauth.oidc",
+                "oauth.loginmanager",
+                "oauth.login_utils",
+                "auth.oauth",
+                robot_federation.MODULE,
+            )
         )
     except (ImportError, KeyError) as exc:
         raise UnsupportedQuay(f"this is not Quay's code ({exc}); supported: {SUPPORTED}") from None
@@ -113,6 +133,16 @@ def detect(modules: Mapping[str, ModuleType] | None = None) -> QuayShape:
     if not names >= _BEARER_NAMES:
         problems.append(
             "auth.oauth.validate_sso_oauth_token calling get_service_by_issuer and decode_user_jwt"
+        )
+    verify = _parameters(getattr(robots, "verify_federated_robot_jwt_token", None))
+    federated = getattr(robots, "validate_federated_auth", None)
+    exchange = set(getattr(getattr(federated, "__code__", None), "co_names", ()))
+    absent = sorted(name for name in _ROBOT_NAMES if not hasattr(robots, name))
+    found.append(f"verify_federated_robot_jwt_token{verify}; robot federation lacks {absent or 'nothing'}")
+    if verify != ("robot", "token") or absent or not exchange >= _EXCHANGE_NAMES:
+        problems.append(
+            f"{robot_federation.MODULE}: validate_federated_auth calling lookup_robot and "
+            f"verify_federated_robot_jwt_token(robot, token), beside {', '.join(sorted(_ROBOT_NAMES))}"
         )
     third = _parameters(user_info)[2:3]
     found.append(f"get_sub_username_email_from_token third parameter {third}")
@@ -136,6 +166,19 @@ def detect(modules: Mapping[str, ModuleType] | None = None) -> QuayShape:
 
 
 _BEARER_NAMES: Final = frozenset({"get_service_by_issuer", "decode_user_jwt"})
+_EXCHANGE_NAMES: Final = frozenset({"lookup_robot", "verify_federated_robot_jwt_token"})
+# What RobotExchange takes from Quay's robot federation module, as Quay's own function does.
+_ROBOT_NAMES: Final = frozenset(
+    {
+        "FederatedLogin",
+        "InvalidRobotCredentialException",
+        "log_action",
+        "ValidateResult",
+        "AuthKind",
+        "parse_robot_username",
+        "lookup_robot",
+    }
+)
 
 
 def _parameters(function: Any) -> tuple[str, ...]:
@@ -154,6 +197,7 @@ class Installation:
     shape: QuayShape
     login_manager: Any
     services: dict[str, Any]  # provider id -> Quay's login service
+    robots: RobotExchange
     original_classes: dict[str, type] = field(default_factory=dict)
     wrapped: tuple[Any, str, Any] | None = None  # (object, attribute, original WSGI app)
 
@@ -189,7 +233,8 @@ def install(
         validator = TokenValidator(config)
     elif validator.config != config:
         raise ValueError("validator.config differs from the application's configuration")
-    installation = Installation(application, validator, shape, login_manager, owned)
+    robots = RobotExchange(validator, importlib.import_module(robot_federation.MODULE))
+    installation = Installation(application, validator, shape, login_manager, owned, robots)
     # Everything was checked above; the changes themselves cannot fail half-way.
     hook = _QuayHook(validator)
     for provider_id, service in owned.items():
@@ -199,6 +244,7 @@ def install(
     login_manager.get_service_by_issuer = _issuer_lookup(
         validator, owned, type(login_manager).get_service_by_issuer.__get__(login_manager)
     )
+    robots.connect()
     _wrap(installation)
     extensions[EXTENSION] = installation
     audit.log.info(
@@ -254,6 +300,7 @@ def remove(application: Any) -> None:
         service.__class__ = installation.original_classes[provider_id]
         service.__dict__.pop(_HOOK, None)
     installation.login_manager.__dict__.pop("get_service_by_issuer", None)
+    installation.robots.disconnect()
     if installation.wrapped is not None:
         holder, attribute, original = installation.wrapped
         setattr(holder, attribute, original)
@@ -266,7 +313,14 @@ def _wrap(installation: Installation) -> None:
     outer = application.wsgi_app
     holder, attribute = (outer, "app") if _is_proxy_fix(outer) else (application, "wsgi_app")
     original = getattr(holder, attribute)
-    setattr(holder, attribute, OIDCMiddleware(original, None, validator=installation.validator))
+    validator = installation.validator
+    middleware = OIDCMiddleware(
+        SettleExchanges(original, validator),
+        None,
+        validator=validator,
+        recorded_by_app=frozenset({ROBOT_FEDERATION}),  # RobotExchange records the final outcome
+    )
+    setattr(holder, attribute, middleware)
     installation.wrapped = (holder, attribute, original)
 
 
@@ -288,11 +342,12 @@ class _QuayHook:
 
     def decode(self, token: Any, provider_id: str) -> dict[str, Any]:
         """The verified claims, as Quay's ``decode_user_jwt`` returns them, or Quay's exception."""
-        environ = _environ()
+        environ = current_environ()
         request, credential = _request_and_credential(environ, token)
         decided = environ.get(CREDENTIAL_KEY) if environ is not None else None
         # The middleware already accepted this very token in this request: it was recorded then.
         already_recorded = isinstance(decided, Credential) and decided.token == token
+        principal: Principal | None = None
         try:
             if not isinstance(token, str):
                 raise TokenRejected(MALFORMED_TOKEN, "the token is not a string")
@@ -305,8 +360,11 @@ class _QuayHook:
                     f"not to {provider_id!r}",
                     provider=principal.provider,
                 )
+            misused = check_token_use(credential.kind, principal, self.validator.config)
+            if misused is not None:
+                raise misused
         except TokenRejected as refused:
-            self.recorder.rejected(request, credential, refused)
+            self.recorder.rejected(request, credential, refused, principal=principal)
             raise quay_exception(refused) from None
         except Exception as exc:
             failure = internal_error(request, token, exc)
@@ -386,14 +444,6 @@ def _issuer_lookup(
         return owned[keys.provider.id]
 
     return get_service_by_issuer
-
-
-def _environ() -> dict[str, Any] | None:
-    flask = sys.modules.get("flask")
-    if flask is None or not flask.has_request_context():
-        return None
-    environ: dict[str, Any] = flask.request.environ
-    return environ
 
 
 _NO_REQUEST: Final = HttpRequest("-", "-", "", (), "", "")

@@ -251,10 +251,18 @@ def build_wheel(directory: Path) -> Path:
 
 
 def quay_config(
-    tree: Path, workdir: Path, port: int, provider: dict[str, Any], **extra: Any
+    tree: Path,
+    workdir: Path,
+    port: int,
+    provider: dict[str, Any],
+    *,
+    ca_file: str | None = None,
+    **extra: Any,
 ) -> dict[str, Any]:
-    """A production-shaped config.yaml (no TEST variable): what an administrator writes."""
+    """A production-shaped config.yaml (no TEST variable): what an administrator writes.
+    ``ca_file``: the provider's CA, which the middleware trusts through its own ``CA_BUNDLE``."""
     storage = workdir / "storage"
+    middleware = {**({"CA_BUNDLE": ca_file} if ca_file else {}), **extra.pop("OIDC_MIDDLEWARE_CONFIG", {})}
     return {
         "TESTING": True,  # while importing: false makes Quay connect to Redis (see serve.py)
         "SETUP_COMPLETE": True,
@@ -277,8 +285,15 @@ def quay_config(
         "INSTANCE_SERVICE_KEY_KID_LOCATION": str(tree / "test" / "data" / "test.kid"),
         "INSTANCE_SERVICE_KEY_LOCATION": str(tree / "test" / "data" / "test.pem"),
         "AZURE_LOGIN_CONFIG": provider,
+        **({"OIDC_MIDDLEWARE_CONFIG": middleware} if middleware else {}),
         **extra,
     }
+
+
+def trusting(environment: dict[str, str], ca_file: str | None) -> dict[str, str]:
+    """Quay's process environment trusting ``ca_file`` as Quay's HTTP client reads it (requests
+    reads ``REQUESTS_CA_BUNDLE``; ``SSL_CERT_FILE`` alone is not enough for it)."""
+    return {**environment, "REQUESTS_CA_BUNDLE": ca_file} if ca_file else environment
 
 
 @dataclass
@@ -369,17 +384,19 @@ def start_server(
     mode: str,
     testing: bool,
     extra_config: dict[str, Any] | None = None,
+    ca_file: str | None = None,
     timeout: float = 120.0,
 ) -> QuayServer:
-    """Start Quay (its own database copy, its own config) and wait until it answers."""
+    """Start Quay (its own database copy, its own config) and wait until it answers. ``ca_file``:
+    the provider's CA, trusted by Quay's process and by the middleware."""
     conf = prepare(install, workdir)
     port = _free_port()
-    config = quay_config(install.tree, workdir, port, provider, **(extra_config or {}))
+    config = quay_config(install.tree, workdir, port, provider, ca_file=ca_file, **(extra_config or {}))
     (conf / "stack" / "config.yaml").write_text(yaml.safe_dump(config))
     audit_log = workdir / "audit.jsonl"
     output = workdir / "server.log"
     environment = {
-        **clean_environment(),
+        **trusting(clean_environment(), ca_file),
         "QUAYCONF": str(conf),
         "PYTHONPATH": str(install.tree),
         "OIDC_QUAY_MODE": mode,
@@ -418,6 +435,24 @@ def _free_port() -> int:
 # -- Quay's production process model: gunicorn with Quay's own configuration, gevent, Redis ----------
 
 
+def ensure_command(command: str, package: str, workdir: Path) -> str:
+    """The path of ``command``, installing Debian's ``package`` with apt-get (as root) if missing."""
+    found = shutil.which(command)
+    if found is None:
+        if os.geteuid() != 0 or shutil.which("apt-get") is None:
+            raise RuntimeError(f"{command} is missing: install Debian's {package} package")
+        environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        with _locked(cache_root() / ".lock-apt"):
+            if shutil.which(command) is None:
+                log = workdir / f"apt-{package}.log"
+                _run(["apt-get", "update", "-qq"], log, env=environment)
+                _run(["apt-get", "install", "-y", "-qq", package], log, env=environment)
+        found = shutil.which(command)
+        if found is None:
+            raise RuntimeError(f"installing {package} gave no {command}")
+    return found
+
+
 @dataclass
 class Redis:
     """Debian's redis-server on a loopback port, nothing persisted."""
@@ -431,15 +466,7 @@ class Redis:
 
 def start_redis(workdir: Path, timeout: float = 20.0) -> Redis:
     """Start redis-server (installed by apt-get as root when missing) and wait until it answers."""
-    if shutil.which("redis-server") is None:
-        if os.geteuid() != 0 or shutil.which("apt-get") is None:
-            raise RuntimeError("redis-server is missing: install Debian's redis-server package")
-        log = workdir / "apt-redis.log"
-        _run(
-            ["apt-get", "install", "-y", "-qq", "redis-server"],
-            log,
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-        )
+    ensure_command("redis-server", "redis-server", workdir)
     port = _free_port()
     command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     with open(workdir / "redis.log", "wb") as out:
@@ -506,6 +533,7 @@ def start_gunicorn(
     *,
     workers: int = 2,
     extra_config: dict[str, Any] | None = None,
+    ca_file: str | None = None,
     timeout: float = 120.0,
 ) -> QuayServer:
     """Quay's web.py, with the two lines, under gunicorn with Quay's own conf/gunicorn_web.py
@@ -519,6 +547,7 @@ def start_gunicorn(
         workdir,
         port,
         provider,
+        ca_file=ca_file,
         TESTING=False,
         BUILDLOGS_REDIS=redis_block,
         USER_EVENTS_REDIS=redis_block,
@@ -532,7 +561,7 @@ def start_gunicorn(
     audit_log = workdir / "audit.jsonl"
     output = workdir / "server.log"
     environment = {
-        **clean_environment(),
+        **trusting(clean_environment(), ca_file),
         "QUAYCONF": str(conf),
         "PYTHONPATH": f"{overlay}{os.pathsep}{install.tree}",
         "WORKER_COUNT_WEB": str(workers),
@@ -576,3 +605,68 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+# -- a real registry client: skopeo ------------------------------------------------------------------
+
+
+def oci_image(directory: Path, content: bytes) -> str:
+    """A one-layer OCI image layout (tag ``latest``) holding a file with ``content``; returns the
+    digest of its manifest."""
+    import gzip
+    import io
+
+    blobs = directory / "blobs" / "sha256"
+    blobs.mkdir(parents=True, exist_ok=True)
+
+    def blob(data: bytes) -> dict[str, Any]:
+        digest = hashlib.sha256(data).hexdigest()
+        (blobs / digest).write_bytes(data)
+        return {"digest": f"sha256:{digest}", "size": len(data)}
+
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        info = tarfile.TarInfo("hello.txt")
+        info.size, info.mtime, info.mode = len(content), 0, 0o644
+        tar.addfile(info, io.BytesIO(content))
+    layer_tar = archive.getvalue()
+    layer = {
+        "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+        **blob(gzip.compress(layer_tar, mtime=0)),
+    }
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [f"sha256:{hashlib.sha256(layer_tar).hexdigest()}"]},
+        "config": {},
+    }
+    config_blob = {
+        "mediaType": "application/vnd.oci.image.config.v1+json",
+        **blob(json.dumps(config).encode()),
+    }
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": config_blob, "layers": [layer]}  # fmt: skip
+    manifest_blob = blob(json.dumps(manifest).encode())
+    (directory / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    index = {
+        "schemaVersion": 2,
+        "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", **manifest_blob,
+             "annotations": {"org.opencontainers.image.ref.name": "latest"}}
+        ],
+    }  # fmt: skip
+    (directory / "index.json").write_text(json.dumps(index))
+    return str(manifest_blob["digest"])
+
+
+def skopeo(workdir: Path, *arguments: str, timeout: float = 180.0) -> subprocess.CompletedProcess[str]:
+    """Run Debian's skopeo (installed when missing) against the lab's plain-http registry."""
+    command = ensure_command("skopeo", "skopeo", workdir)
+    return subprocess.run(
+        [command, "--insecure-policy", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**clean_environment(), "HOME": str(workdir)},
+    )

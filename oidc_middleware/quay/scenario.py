@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 
-from ..testing import LocalIdP, SigningKey, mint
+from ..testing import LocalIdP, SigningKey, mint, service_principal_id
 from .lab import QuayServer
 
 # Quay's app registration in Entra: one application for the web UI login and the API.
@@ -25,6 +25,7 @@ QUAY_CLIENT_ID = "5f0c6e0a-8c1b-4f3e-9a57-2d4e6b8c0a1f"
 QUAY_API = "api://quay-api"
 CLI_CLIENT = "c0ffee00-1111-4222-8333-444455556666"  # a CLI on the allowlist
 DEVHUB_CLIENT = "de7b0b00-2222-4333-8444-555566667777"  # Red Hat Developer Hub, on the allowlist
+CI_CLIENT = "c1c1c1c1-4444-4555-8666-777788889999"  # a CI pipeline's service principal, allowed
 STRANGER_CLIENT = "0ddba11e-3333-4444-8555-666677778888"  # not on the allowlist
 GRAPH = "00000003-0000-0000-c000-000000000000"  # Microsoft Graph: another API's audience
 USER_OID = "a1b2c3d4-0000-4000-8000-00000000ada0"
@@ -43,9 +44,10 @@ def provider_block(idp: LocalIdP) -> dict[str, Any]:
         "OIDC_ISSUER": idp.v1_issuer,
         "OIDC_ISSUERS": [idp.v1_issuer, idp.v2_issuer],
         "OIDC_AUDIENCES": [QUAY_API],
-        "OIDC_ALLOWED_CLIENTS": [CLI_CLIENT, DEVHUB_CLIENT],
+        "OIDC_ALLOWED_CLIENTS": [CLI_CLIENT, DEVHUB_CLIENT, CI_CLIENT],
         "VERIFIED_EMAIL_CLAIM_NAME": "email",
-        "DEBUGGING": True,  # Quay refuses an http:// OIDC_SERVER without it
+        # Quay refuses an http:// OIDC_SERVER unless DEBUGGING: the lab's provider speaks https.
+        **({} if idp.base_url.startswith("https://") else {"DEBUGGING": True}),
     }
 
 
@@ -87,9 +89,89 @@ def id_token(idp: LocalIdP, *, user: str = USER_OID, **changes: Any) -> str:
     return idp.token(claims)
 
 
+def app_token(
+    idp: LocalIdP,
+    version: str,
+    client: str = CI_CLIENT,
+    *,
+    key: SigningKey | None = None,
+    now: float | None = None,
+    **changes: Any,
+) -> str:
+    """An app-only (client credentials) token of ``client``'s service principal for Quay's API, as
+    Entra issues it: ``aud`` the App ID URI in v1.0, Quay's client id in v2.0."""
+    audience = QUAY_API if version == "1.0" else QUAY_CLIENT_ID
+    claims = idp.claims(version, audience=audience, client=client, now=now)
+    claims.update(changes)
+    return mint(claims, key) if key is not None else idp.token(claims)
+
+
 def forged(idp: LocalIdP, key: SigningKey, version: str = "2.0", **options: Any) -> str:
     """A token of the provider's shape signed by ``key``, which the provider does not publish."""
     return mint(user_claims(idp, version, CLI_CLIENT, **options), key)
+
+
+# -- robot federation --------------------------------------------------------------------------------
+
+ORG = "buynlarge"  # an organization of Quay's fixture database, administered by devtable
+ROBOT = f"{ORG}+ci"
+ADMIN = {"Authorization": f"Bearer {QUAY_OAUTH_TOKEN}"}
+
+
+def federate(server: QuayServer, robot: str, entries: list[dict[str, str]]) -> None:
+    """Create the robot and its federation through Quay's REST API, as an administrator does."""
+    org, _, name = robot.partition("+")
+    made = requests.put(f"{server.url}/api/v1/organization/{org}/robots/{name}", json={}, headers=ADMIN,
+                        timeout=60)  # fmt: skip
+    if made.status_code not in (200, 201, 400):  # 400: exists already
+        raise RuntimeError(f"Quay did not create the robot: {made.status_code} {made.text[:200]}")
+    federated = requests.post(
+        f"{server.url}/api/v1/organization/{org}/robots/{name}/federation",
+        json=entries,
+        headers=ADMIN,
+        timeout=60,
+    )
+    if federated.status_code != 200:
+        raise RuntimeError(f"Quay did not federate the robot: {federated.status_code} {federated.text[:200]}")
+
+
+def exchange(server: QuayServer, robot: str, token: str) -> requests.Response:
+    """Robot federation: the workload's token for a short-lived robot token."""
+    return get(server, "/oauth2/federation/robot/token", headers=basic(robot, token))
+
+
+@dataclass(frozen=True)
+class ExchangeRow:
+    """One robot-federation exchange of the comparison, for the robot ``robot``."""
+
+    title: str
+    robot: str
+    credential: Callable[[LocalIdP, SigningKey], str]
+
+
+def robot_entries(idp: LocalIdP) -> list[dict[str, str]]:
+    """The CI robot's federation: the CI service principal and the stranger application's, both
+    named with the v2.0 issuer only (an administrator who federated after the switch)."""
+    return [
+        {"issuer": idp.v2_issuer, "subject": service_principal_id(CI_CLIENT)},
+        {"issuer": idp.v2_issuer, "subject": service_principal_id(STRANGER_CLIENT)},
+    ]
+
+
+def exchange_rows() -> list[ExchangeRow]:
+    expired = time.time() - 7200
+    return [
+        ExchangeRow("v2.0 token, right sub", ROBOT, lambda idp, _: app_token(idp, "2.0")),
+        ExchangeRow("v1.0 token, same principal (robot lists v2.0)", ROBOT, lambda idp, _: app_token(idp, "1.0")),
+        ExchangeRow("token for Microsoft Graph, right sub", ROBOT, lambda idp, _: app_token(idp, "2.0", aud=GRAPH)),
+        ExchangeRow("calling app not allowed, right sub", ROBOT,
+                    lambda idp, _: app_token(idp, "2.0", STRANGER_CLIENT)),
+        ExchangeRow("expired", ROBOT, lambda idp, _: app_token(idp, "2.0", now=expired)),
+        ExchangeRow("signed by another key", ROBOT, lambda idp, key: app_token(idp, "2.0", key=key)),
+        ExchangeRow("another service principal (wrong sub)", ROBOT,
+                    lambda idp, _: app_token(idp, "2.0", CLI_CLIENT)),
+        ExchangeRow("robot that does not exist", f"{ORG}+nobody", lambda idp, _: app_token(idp, "2.0")),
+    ]  # fmt: skip
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -208,10 +290,12 @@ def describe(answer: requests.Response) -> str:
     if not isinstance(body, dict):
         return str(body)[:80]
     if answer.status_code == 200:
+        if "token" in body and answer.url.split("?")[0].endswith("/robot/token"):
+            return "robot token"
         return str(body.get("username") or ("registry token" if "token" in body else ""))
     if "reason" in body:
         return str(body["reason"])
     if "errors" in body:
         detail = body["errors"][0].get("detail") or {}
         return str(detail.get("reason") or body["errors"][0].get("message"))[:200]
-    return str(body.get("error") or body.get("error_message") or body)[:200]
+    return str(body.get("error") or body.get("error_message") or body.get("message") or body)[:200]

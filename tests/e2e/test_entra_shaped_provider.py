@@ -53,6 +53,11 @@ def refused(reply: requests.Response) -> str:
     return reason
 
 
+def person_token(entra: EntraShapedProvider, version: str) -> str:
+    """The signed-in person's token for Quay's API, got by Developer Hub (a delegated token)."""
+    return entra.user_token(RHDH_CLIENT, version=version, resource=QUAY_API)
+
+
 def sleep_until(monotonic_deadline: float) -> None:
     time.sleep(max(0.0, monotonic_deadline - time.monotonic()))
 
@@ -112,14 +117,17 @@ def test_provider_issues_entra_shaped_delegated_tokens(entra: EntraShapedProvide
 
 @pytest.mark.parametrize("server_version", ["1.0", "2.0"])
 @VERSIONS
-def test_service_principal_tokens_are_accepted(
+def test_service_principal_tokens_are_accepted_by_robot_federation_only(
     entra: EntraShapedProvider, quay: QuayFactory, http: requests.Session, version: str, server_version: str
 ) -> None:
-    """Either token version, whichever of the two issuers OIDC_SERVER discovers."""
+    """Either token version, whichever of the two issuers OIDC_SERVER discovers. On the API an
+    app-only token is refused (APP_ONLY_TOKENS' default): it names no person."""
     url = quay(quay_config(entra, server_version=server_version))
-    reply = api_user(http, url, entra.client_credentials(CI_CLIENT, version=version))
+    token = entra.client_credentials(CI_CLIENT, version=version)
+    assert refused(api_user(http, url, token)) == "app_only_token"
+    reply = http.get(f"{url}/oauth2/federation/robot/token", auth=("myorg+ci", token), timeout=10)
     assert reply.status_code == 200, reply.text
-    body: dict[str, Any] = reply.json()
+    body: dict[str, Any] = reply.json()["identity"]
     assert body["token_version"] == version
     assert body["client"] == CI_CLIENT
     assert body["roles"] == CI_ROLES
@@ -200,17 +208,20 @@ def test_docker_login_with_oauthtoken(
     url = quay(quay_config(entra))
     login = http.get(
         f"{url}/v2/auth",
-        auth=("$oauthtoken", entra.client_credentials(CI_CLIENT, version=version)),
+        auth=("$oauthtoken", person_token(entra, version)),
         params={"service": "quay.example.com", "scope": "repository:org/app:push,pull"},
         timeout=10,
     )
     assert login.status_code == 200, login.text
     identity = login.json()["identity"]
-    assert (identity["client"], identity["token_version"], identity["roles"]) == (
-        CI_CLIENT,
+    assert (identity["client"], identity["token_version"], identity["object_id"]) == (
+        RHDH_CLIENT,
         version,
-        CI_ROLES,
+        USER_OID,
     )
+    app_only = entra.client_credentials(CI_CLIENT, version=version)
+    robot_please = http.get(f"{url}/v2/auth", auth=("$oauthtoken", app_only), timeout=10)
+    assert robot_please.json()["errors"][0]["detail"]["reason"] == "app_only_token"
 
     obo = entra.on_behalf_of(
         entra.user_token(version=version), version=version, scope=f"{QUAY_API}/repo:read"
@@ -240,7 +251,8 @@ def test_expired_token_is_refused(
     token = entra.client_credentials(SHORT_LIVED_CLIENT, version="2.0")
     expires = claims_of(token)["exp"]
     assert expires - claims_of(token)["iat"] == 3
-    assert api_user(http, url, token).status_code == 200  # at least 2 s of life left
+    robot_url = f"{url}/oauth2/federation/robot/token"
+    assert http.get(robot_url, auth=("myorg+ci", token), timeout=10).status_code == 200  # 2 s left
 
     time.sleep(max(0.0, expires - time.time()) + 0.2)
     assert refused(api_user(http, url, token)) == "token_expired"
@@ -258,14 +270,14 @@ def test_first_token_after_key_rotation_is_accepted(
     own_entra: EntraShapedProvider, quay: QuayFactory, http: requests.Session
 ) -> None:
     url = quay(quay_config(own_entra, middleware={"JWKS_MIN_REFRESH_SECONDS": REFRESH_SECONDS}))
-    before = own_entra.client_credentials(CI_CLIENT, version="1.0")
+    before = person_token(own_entra, "1.0")
     assert api_user(http, url, before).status_code == 200  # the middleware fetched the key set
     fetched = time.monotonic()
 
     rotated = own_entra.rotate_keys()
     old_kid = header_of(before)["kid"]
     assert rotated["kids"] == [rotated["kid"], old_kid]  # new key first, old one still published
-    after = own_entra.client_credentials(CI_CLIENT, version="2.0")
+    after = person_token(own_entra, "2.0")
     assert header_of(after)["kid"] == rotated["kid"] != old_kid
 
     sleep_until(fetched + REFRESH_SECONDS + 0.1)
@@ -279,13 +291,13 @@ def test_token_of_a_retired_key_is_refused_once_the_new_key_set_is_fetched(
     own_entra: EntraShapedProvider, quay: QuayFactory, http: requests.Session
 ) -> None:
     url = quay(quay_config(own_entra, middleware={"JWKS_MIN_REFRESH_SECONDS": REFRESH_SECONDS}))
-    before = own_entra.client_credentials(CI_CLIENT, version="2.0")
+    before = person_token(own_entra, "2.0")
     assert api_user(http, url, before).status_code == 200
     fetched = time.monotonic()
 
     rotated = own_entra.rotate_keys(retire_previous=True)
     assert rotated["kids"] == [rotated["kid"]]
-    after = own_entra.client_credentials(CI_CLIENT, version="2.0")
+    after = person_token(own_entra, "2.0")
 
     sleep_until(fetched + REFRESH_SECONDS + 0.1)
     assert api_user(http, url, after).status_code == 200  # refetched: only the new key now
@@ -302,7 +314,7 @@ def test_discovered_issuer_must_be_configured(
     config = quay_config(entra, server_version="2.0")
     config["AZURE_LOGIN_CONFIG"]["OIDC_ISSUERS"] = [entra.v1_issuer]
     url = quay(config)
-    reply = api_user(http, url, entra.client_credentials(CI_CLIENT, version="1.0"))
+    reply = api_user(http, url, person_token(entra, "1.0"))
     assert reply.status_code == 503, reply.text
     assert "Retry-After" in reply.headers
     assert (reply.json()["error"], reply.json()["reason"]) == ("temporarily_unavailable", "keys_unavailable")
@@ -313,7 +325,7 @@ def test_provider_outage_keeps_known_keys_and_fails_closed_without_them(
 ) -> None:
     config = quay_config(own_entra)
     running = quay(config)
-    token = own_entra.client_credentials(CI_CLIENT, version="2.0")
+    token = person_token(own_entra, "2.0")
     assert api_user(http, running, token).status_code == 200  # keys fetched
 
     own_entra.stop()
@@ -350,10 +362,11 @@ def test_asgi_adapter_under_uvicorn(entra: EntraShapedProvider, http: requests.S
     app = load_example("asgi_app").create_app(quay_config(entra))
     with serve_asgi(app) as url:
         for version in ("1.0", "2.0"):
-            reply = http.get(f"{url}/api/v1/user/", headers=bearer(entra.client_credentials(CI_CLIENT, version=version)),
-                             timeout=10)  # fmt: skip
+            reply = http.get(f"{url}/api/v1/user/", headers=bearer(person_token(entra, version)), timeout=10)
             assert reply.status_code == 200, reply.text
-            assert reply.json()["principal"]["client"] == CI_CLIENT
+            assert reply.json()["principal"]["client"] == RHDH_CLIENT
+            app_only = bearer(entra.client_credentials(CI_CLIENT, version=version))
+            assert refused(http.get(f"{url}/api/v1/user/", headers=app_only, timeout=10)) == "app_only_token"
         obo = entra.on_behalf_of(
             entra.user_token(version="2.0"), version="2.0", scope=f"{QUAY_API}/repo:read"
         )

@@ -31,7 +31,8 @@ def project_wheel(quay_sources: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 @pytest.fixture(scope="session")
 def entra() -> Iterator[LocalIdP]:
-    with LocalIdP() as idp:
+    """The tenant's provider, over https with a CA made for the session (Quay verifies TLS)."""
+    with LocalIdP(tls=True) as idp:
         yield idp
 
 
@@ -55,7 +56,13 @@ def _server(
 ) -> Iterator[harness.QuayServer]:
     workdir = tmp_path_factory.mktemp(f"quay-{quay.version}-{mode}-{'testing' if testing else 'prod'}")
     server = harness.start_server(
-        quay, workdir, provider_block(idp), mode=mode, testing=testing, extra_config=extra_config
+        quay,
+        workdir,
+        provider_block(idp),
+        mode=mode,
+        testing=testing,
+        extra_config=extra_config,
+        ca_file=idp.ca_file,
     )
     try:
         yield server

@@ -45,12 +45,18 @@ def gunicorn_quay(
 ) -> Iterator[tuple[harness.QuayServer, LocalIdP, harness.Redis]]:
     install = harness.ensure_installed(VERSION, quay_sources, project_wheel)
     workdir = tmp_path_factory.mktemp("quay-gunicorn")
-    with LocalIdP() as idp:
+    with LocalIdP(tls=True) as idp:
         redis = harness.start_redis(workdir)
         try:
             extra = {"OIDC_MIDDLEWARE_CONFIG": SETTINGS}
             server = harness.start_gunicorn(
-                install, workdir, provider_block(idp), redis, workers=WORKERS, extra_config=extra
+                install,
+                workdir,
+                provider_block(idp),
+                redis,
+                workers=WORKERS,
+                extra_config=extra,
+                ca_file=idp.ca_file,
             )
             try:
                 yield server, idp, redis
