@@ -381,6 +381,14 @@ def quay_rows() -> None:
     print(
         f"    statuses: Quay natively {down['statuses']['native']}, with install {down['statuses']['install']}"
     )
+    robots = figures["robot_exchange"]
+    pair("robot federation: a service principal's v2.0 token for a robot token (the whole request):",
+         "robot_exchange")  # fmt: skip
+    for mode, label in (("native", "Quay natively"), ("install", "with install")):
+        print(
+            f"    {label:<14} {robots[mode]['provider_requests_per_exchange']:.2f} provider requests per exchange "
+            f"(discovery and key set), statuses {robots[mode]['statuses']}"
+        )
 
 
 if __name__ == "__main__":

@@ -312,7 +312,12 @@ class LocalIdP:
         if self.failing:
             return 503, {"error": "temporarily_unavailable"}
         prefix = f"/{self.tenant}"
-        if path == f"{prefix}/.well-known/openid-configuration":
+        if path in (
+            f"{prefix}/.well-known/openid-configuration",
+            f"/sts{prefix}/.well-known/openid-configuration",
+        ):
+            # v1.0: as Entra, under the tenant's login URL and under the issuer itself (which is
+            # where a client that knows only the token's issuer looks, Quay's robot federation).
             return 200, self._discovery(self.v1_issuer)
         if path == f"{prefix}/v2.0/.well-known/openid-configuration":
             return 200, self._discovery(self.v2_issuer)

@@ -25,18 +25,37 @@ import yaml
 
 from ..testing import LocalIdP, SigningKey
 from .lab import quay_config
-from .scenario import CLI_CLIENT, STRANGER, bearer, forged, provider_block, user_token
+from .scenario import (
+    ADMIN,
+    CLI_CLIENT,
+    ORG,
+    ROBOT,
+    STRANGER,
+    app_token,
+    basic,
+    bearer,
+    forged,
+    provider_block,
+    robot_entries,
+    user_token,
+)
 
 ROUNDS = 15
 REQUESTS = 40  # per round and variant
 FORGED = 1000
+EXCHANGES = 10  # robot federation exchanges per round and variant (Quay alone fetches twice each)
 
 
 def main(workdir: Path) -> dict[str, Any]:
-    idp = LocalIdP()
+    idp = LocalIdP(tls=True)
     idp.start()
+    # Quay's HTTP client (requests) trusts the provider's CA through the environment, read on each
+    # request; the middleware through its own CA_BUNDLE in config.yaml.
+    os.environ["REQUESTS_CA_BUNDLE"] = str(idp.ca_file)
     conf = Path(os.environ["QUAYCONF"])
-    config = quay_config(Path.cwd(), workdir, 0, provider_block(idp), SERVER_HOSTNAME="localhost")
+    config = quay_config(
+        Path.cwd(), workdir, 0, provider_block(idp), ca_file=idp.ca_file, SERVER_HOSTNAME="localhost"
+    )
     (conf / "stack" / "config.yaml").write_text(yaml.safe_dump(config))
 
     from app import app as application  # type: ignore[import-not-found]  # reads config.yaml (TESTING true)
@@ -128,7 +147,38 @@ def main(workdir: Path) -> dict[str, Any]:
 
     results["provider_down"] = _interleaved(as_installed, valid_while_down, REQUESTS)
     results["provider_down"]["statuses"] = {mode: sorted(found) for mode, found in statuses.items()}
+    idp.start()
+    results["robot_exchange"] = _robot_exchanges(client, idp, as_installed)
+    idp.close()
     return results
+
+
+def _robot_exchanges(client: Any, idp: LocalIdP, as_installed: Callable[[bool], None]) -> dict[str, Any]:
+    """Robot federation: the CI service principal's token for a robot token, natively and with
+    install, interleaved; with the provider requests each exchange made."""
+    as_installed(False)
+    org, _, name = ROBOT.partition("+")
+    client.put(f"/api/v1/organization/{org}/robots/{name}", json={}, headers=ADMIN)
+    done = client.post(
+        f"/api/v1/organization/{ORG}/robots/{name}/federation", json=robot_entries(idp), headers=ADMIN
+    )
+    if done.status_code != 200:
+        raise AssertionError(f"federating the robot: {done.status_code} {done.get_data(as_text=True)[:300]}")
+    headers = basic(ROBOT, app_token(idp, "2.0"))
+    requests = {"native": 0, "install": 0}
+    statuses: dict[str, set[int]] = {"native": set(), "install": set()}
+
+    def one(_: int) -> None:
+        mode = "install" if "oidc_middleware" in client.application.extensions else "native"
+        before = sum(idp.hits.values())
+        statuses[mode].add(client.get("/oauth2/federation/robot/token", headers=headers).status_code)
+        requests[mode] += sum(idp.hits.values()) - before
+
+    result = _interleaved(as_installed, one, EXCHANGES)
+    for mode in ("native", "install"):
+        result[mode]["provider_requests_per_exchange"] = requests[mode] / (ROUNDS * EXCHANGES)
+        result[mode]["statuses"] = sorted(statuses[mode])
+    return result
 
 
 def _interleaved(

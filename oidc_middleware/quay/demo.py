@@ -2,7 +2,8 @@
 
 Quay alone, Quay with the middleware as a filter (``OIDCMiddleware`` only) and Quay with
 ``install``, each in a process of its own on loopback (``TESTING`` false, as in production), next
-to an Entra-shaped provider; the same requests to all three. One row per request, one column per
+to an Entra-shaped provider over https; the same requests to all three: bearer tokens, docker
+login, an app-only token, and robot federation exchanges for a robot federated through Quay's API. One row per request, one column per
 Quay: the status and, for 200, the Quay user; for refusals Quay's message or the reason code.
 Then the audit events of the ``install`` column, and a last line that says whether every cell was
 what the demo expected (exit status 1 when not).
@@ -15,11 +16,24 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from ..testing import LocalIdP, SigningKey
 from . import lab
-from .scenario import ask, provider_block, rows
+from .scenario import (
+    ROBOT,
+    app_token,
+    ask,
+    bearer,
+    describe,
+    exchange,
+    exchange_rows,
+    federate,
+    get,
+    provider_block,
+    robot_entries,
+    rows,
+)
 
 VERSION = "3.17.4"
 MODES = ("alone", "filter", "install")
@@ -35,6 +49,18 @@ EXPECTED: dict[str, tuple[int, int, int]] = {
     "expired (v1.0)": (401, 401, 401),
     "docker login, v2.0 token": (401, 401, 200),
     "Quay's own OAuth token": (200, 200, 200),
+    # Quay alone, FEATURE_MAILING off as here: a Quay user named after the service principal.
+    "app-only token (CI service principal)": (200, 401, 401),
+}
+# Robot federation (GET /oauth2/federation/robot/token) for the robot buynlarge+ci, which Quay's
+# API federated with the CI service principal under the v2.0 issuer.
+EXPECTED_EXCHANGES: dict[str, tuple[int, int, int]] = {
+    "v2.0 token, right sub": (200, 200, 200),
+    "v1.0 token, same principal (robot lists v2.0)": (400, 400, 200),
+    "token for Microsoft Graph, right sub": (200, 401, 401),
+    "calling app not allowed, right sub": (200, 401, 401),
+    "expired": (400, 401, 401),
+    "another service principal (wrong sub)": (400, 400, 400),
 }
 WIDTH = 40
 
@@ -75,6 +101,21 @@ def run(out: TextIO | None = None) -> int:
                     credential = row.credential(idp, attacker)
                     cells = [ask(server, idp, row.kind, credential) for server in servers]
                     table.append((row.title, [(status, _short(detail, idp)) for status, detail in cells]))
+                app_only = app_token(idp, "1.0")
+                cells = [
+                    _answer(get(server, "/api/v1/user/", headers=bearer(app_only))) for server in servers
+                ]
+                table.append(
+                    ("app-only token (CI service principal)", [(s, _short(d, idp)) for s, d in cells])
+                )
+                for server in servers:
+                    federate(server, ROBOT, robot_entries(idp))
+                for exchange_row in exchange_rows():
+                    if exchange_row.title not in EXPECTED_EXCHANGES:
+                        continue
+                    credential = exchange_row.credential(idp, attacker)
+                    cells = [_answer(exchange(server, exchange_row.robot, credential)) for server in servers]
+                    table.append((exchange_row.title, [(s, _short(d, idp)) for s, d in cells]))
                 events = [
                     event
                     for event in servers[-1].audit_events()
@@ -84,6 +125,10 @@ def run(out: TextIO | None = None) -> int:
                 for server in servers:
                     server.stop()
     return _report(table, events, time.monotonic() - started, out)
+
+
+def _answer(answer: Any) -> tuple[int, str]:
+    return answer.status_code, describe(answer)
 
 
 def _short(detail: str, idp: LocalIdP) -> str:
@@ -97,17 +142,21 @@ def _report(
     seconds: float,
     out: TextIO,
 ) -> int:
-    print(f"\n  {'request to GET /api/v1/user/ (docker login: /v2/auth)':<34}", file=out)
-    print((f"  {'':<34}" + "".join(f"{heading:<{WIDTH}}" for heading in HEADINGS)).rstrip(), file=out)
+    first = max(len(title) for title, _ in table) + 2
+    print("\n  request to GET /api/v1/user/ (docker login: /v2/auth)", file=out)
+    print((f"  {'':<{first}}" + "".join(f"{heading:<{WIDTH}}" for heading in HEADINGS)).rstrip(), file=out)
     unexpected = []
     for title, cells in table:
+        if title == next(iter(EXPECTED_EXCHANGES)):
+            print(f"\n  robot federation: {ROBOT} at GET /oauth2/federation/robot/token", file=out)
         shown = []
-        for (status, detail), expected, heading in zip(cells, EXPECTED[title], HEADINGS, strict=True):
+        expectations = EXPECTED.get(title) or EXPECTED_EXCHANGES[title]
+        for (status, detail), expected, heading in zip(cells, expectations, HEADINGS, strict=True):
             mark = "" if status == expected else " (!)"
             if status != expected:
                 unexpected.append(f"{title} / {heading}: {status}, expected {expected}")
             shown.append(f"{status} {detail}{mark}"[: WIDTH - 2])
-        print((f"  {title:<34}" + "".join(f"{cell:<{WIDTH}}" for cell in shown)).rstrip(), file=out)
+        print((f"  {title:<{first}}" + "".join(f"{cell:<{WIDTH}}" for cell in shown)).rstrip(), file=out)
     print("\naudit events of the 'with install' column (oidc_middleware.audit, JSON):", file=out)
     for event in events:
         print(json.dumps(event), file=out)

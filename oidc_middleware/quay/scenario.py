@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 
+from ..errors import REASONS
 from ..testing import LocalIdP, SigningKey, mint, service_principal_id
 from .lab import QuayServer
 
@@ -298,4 +299,6 @@ def describe(answer: requests.Response) -> str:
     if "errors" in body:
         detail = body["errors"][0].get("detail") or {}
         return str(detail.get("reason") or body["errors"][0].get("message"))[:200]
-    return str(body.get("error") or body.get("error_message") or body.get("message") or body)[:200]
+    message = str(body.get("error") or body.get("error_message") or body.get("message") or body)
+    code = message.partition(":")[0]  # Quay's message for a refusal of ours starts with its reason
+    return code if code in REASONS else message[:200]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import types
 
+import util.security.federated_robot_auth as robots
 import web  # noqa: F401  (Quay's web entrypoint)
 from app import app as application
 from app import oauth_login
@@ -14,11 +15,13 @@ from oidc_middleware import OIDCMiddleware, OIDCMiddlewareError
 from oidc_middleware.quay import UnsupportedQuay, detect, install, remove
 
 services = {service.service_id(): service for service in oauth_login.services}
+robot_functions = (robots.verify_federated_robot_jwt_token, robots.lookup_robot)
 classes = {name: type(service) for name, service in services.items()}
 wsgi_app, inner = application.wsgi_app, getattr(application.wsgi_app, "app", None)
 
 validator = install(application)
 taken_over = sorted(name for name, service in services.items() if type(service) is not classes[name])
+robots_taken_over = (robots.verify_federated_robot_jwt_token, robots.lookup_robot) != robot_functions
 wrapped = isinstance(getattr(application.wsgi_app, "app", None), OIDCMiddleware)
 try:
     install(application)
@@ -33,6 +36,7 @@ restored = (
     and "get_service_by_issuer" not in vars(oauth_login)
     and application.wsgi_app is wsgi_app
     and getattr(application.wsgi_app, "app", None) is inner
+    and (robots.verify_federated_robot_jwt_token, robots.lookup_robot) == robot_functions
 )
 
 # A Quay whose user-info helper no longer has the shape this integration knows.
@@ -46,12 +50,30 @@ def get_sub_username_email_from_token(decoded_id_token, user_info=None, settings
 
 
 changed.get_sub_username_email_from_token = get_sub_username_email_from_token  # type: ignore[attr-defined]
-modules = {name: sys.modules[name] for name in ("oauth.oidc", "oauth.loginmanager", "auth.oauth")}
+names = ("oauth.oidc", "oauth.loginmanager", "auth.oauth", "util.security.federated_robot_auth")
+modules = {name: sys.modules[name] for name in names}
 try:
     detect({**modules, "oauth.login_utils": changed})
     unrecognised = "no error"
 except UnsupportedQuay as error:
     unrecognised = type(error).__name__
+
+# A Quay whose robot federation verifies tokens with another signature.
+changed_robots = types.ModuleType("util.security.federated_robot_auth")
+changed_robots.__dict__.update(vars(robots))
+
+
+def verify_federated_robot_jwt_token(robot, token, audience=None):  # type: ignore[no-untyped-def]
+    raise AssertionError("never called")
+
+
+changed_robots.verify_federated_robot_jwt_token = verify_federated_robot_jwt_token  # type: ignore[attr-defined]
+try:
+    detect({**modules, "oauth.login_utils": sys.modules["oauth.login_utils"],
+            "util.security.federated_robot_auth": changed_robots})  # fmt: skip
+    robots_unrecognised = "no error"
+except UnsupportedQuay as error:
+    robots_unrecognised = type(error).__name__
 
 print(
     json.dumps(
@@ -61,6 +83,8 @@ print(
             "second_install": second,
             "restored": restored,
             "unrecognised": unrecognised,
+            "robots_taken_over": robots_taken_over,
+            "robots_unrecognised": robots_unrecognised,
         }
     )
 )

@@ -402,4 +402,6 @@ def test_install_and_remove_in_quays_own_process(quay: harness.QuayInstall, tmp_
         "second_install": "OIDCMiddlewareError",
         "restored": True,
         "unrecognised": "UnsupportedQuay",
+        "robots_taken_over": True,
+        "robots_unrecognised": "UnsupportedQuay",
     }
