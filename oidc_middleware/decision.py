@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 from . import audit
 from .config import ConfigSource, MiddlewareConfig, load_config
-from .credentials import ROBOT_FEDERATION, Credential, InvalidRequest, find_credential
+from .credentials import ID_TOKEN, ROBOT_FEDERATION, Credential, InvalidRequest, find_credential
 from .errors import (
     APP_ONLY_TOKEN,
     INVALID_REQUEST,
@@ -166,6 +166,10 @@ class Decider:
         )
 
 
+# Robot federation takes a workload's token; an ID token (Quay's web login) is a person's by nature.
+_ANY_APPLICATION = frozenset({ROBOT_FEDERATION, ID_TOKEN})
+
+
 def check_token_use(kind: str, principal: Principal, config: MiddlewareConfig) -> TokenRejected | None:
     """The refusal of a verified token where it must not be used, else None.
 
@@ -175,7 +179,7 @@ def check_token_use(kind: str, principal: Principal, config: MiddlewareConfig) -
     refuses with a misleading message); a workload's place is a robot account, which robot
     federation lets it use without a password.
     """
-    if kind == ROBOT_FEDERATION or config.app_only_tokens == "anywhere" or not principal.app_only:
+    if kind in _ANY_APPLICATION or config.app_only_tokens == "anywhere" or not principal.app_only:
         return None
     return TokenRejected(
         APP_ONLY_TOKEN,

@@ -111,13 +111,13 @@ class Principal:
     def app_only(self) -> bool:
         """True for a token of an application acting as itself (client credentials: a service
         principal or managed identity), which names no person: Entra's ``idtyp: app`` or, when
-        that optional claim is not configured, no ``scp`` and ``sub`` equal to ``oid``."""
+        that optional claim is not configured, an Entra access token (``tid``) without ``scp``
+        whose ``sub`` is its ``oid``."""
         claims = self._claims
         if claims.get("idtyp") == "app":
             return True
-        return (
-            "scp" not in claims and claims.get("oid") is not None and claims.get("sub") == claims.get("oid")
-        )
+        oid = claims.get("oid")
+        return "scp" not in claims and "tid" in claims and oid is not None and claims.get("sub") == oid
 
     @property
     def on_behalf_of(self) -> bool:

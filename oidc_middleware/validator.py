@@ -186,6 +186,12 @@ class TokenValidator:
             cache.put(digest, Entry(principal, keys, jwk.fingerprint, valid_until), slot=hash(token))
         return principal
 
+    @property
+    def discovering(self) -> bool:
+        """Whether a provider configured without issuers has not learnt them from its discovery
+        document yet: until then, an issuer the validator does not know may still be one of its."""
+        return bool(self._undiscovered)
+
     def provider_for(self, claims: Mapping[str, Any], *, may_fetch: bool = True) -> ProviderKeys:
         """The provider whose keys must verify a token with these (unverified) claims: the
         pipeline's issuer lookup, for tools such as ``explain``. TokenRejected when none."""

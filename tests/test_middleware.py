@@ -285,6 +285,25 @@ def test_app_only_is_recognised_with_or_without_the_optional_idtyp_claim(
     assert (reply.status, reply.json["reason"]) == (401, "app_only_token")
 
 
+def test_without_idtyp_only_an_entra_token_with_sub_equal_to_oid_is_app_only(
+    send: Send, idp: LocalIdP
+) -> None:
+    """Other providers (Azure AD B2C among them) may put the object id in every person's sub."""
+    claims = {k: v for k, v in idp.claims(client=CI_CLIENT).items() if k not in ("idtyp", "tid")}
+    assert send("/api/v1/user/", bearer(idp.token(claims))).status == 200
+
+
+def test_the_login_callbacks_id_token_is_never_taken_for_an_app_only_token(idp: LocalIdP) -> None:
+    from oidc_middleware.decision import check_token_use
+
+    validator = TokenValidator(quay_config(idp))
+    claims = {k: v for k, v in idp.claims(client=CI_CLIENT).items() if k != "idtyp"}
+    principal = validator.validate(idp.token(claims))
+    assert principal.app_only
+    assert check_token_use("id_token", principal, validator.config) is None
+    assert check_token_use("bearer", principal, validator.config) is not None
+
+
 def test_a_delegated_token_whose_sub_differs_from_oid_is_a_person(send: Send, idp: LocalIdP) -> None:
     claims = idp.claims(client=CI_CLIENT, user=USER_OID)
     del claims["scp"]  # no scope, but a pairwise sub: still a person

@@ -135,9 +135,19 @@ def test_a_robots_own_audiences_narrow_the_match(validator: TokenValidator, idp:
     narrow = FederationEntry(idp.v2_issuer, SP, ("some-other-audience",))
     assert refusal([narrow], who, validator) == "robot_audience_mismatch"
     fitting = FederationEntry(idp.v1_issuer, SP, ("api://quay-api",))
-    assert match_entry([narrow, fitting], who, validator, exact=False) == fitting
-    open_entry = FederationEntry(idp.v2_issuer, SP)
-    assert match_entry([narrow, open_entry], who, validator, exact=False) == open_entry
+    assert match_entry([narrow, fitting], who, validator, exact=False) == narrow  # its own issuer's
+
+
+@pytest.mark.parametrize("other_issuer", ["v1", "v2"])
+def test_an_entry_without_audiences_never_widens_what_another_narrowed(
+    validator: TokenValidator, idp: LocalIdP, other_issuer: str
+) -> None:
+    """As Quay 3.18, the audiences of any entry of the issuer apply, whatever its subject; across
+    the migration, those of the other issuer's entries too."""
+    who = principal(validator, idp)
+    narrow = FederationEntry(idp.v2_issuer, service_principal_id(OUTSIDER), ("some-other-audience",))
+    open_entry = FederationEntry(idp.v1_issuer if other_issuer == "v1" else idp.v2_issuer, SP)
+    assert refusal([narrow, open_entry], who, validator) == "robot_audience_mismatch"
 
 
 # -- one event when Quay refuses before asking -------------------------------------------------------

@@ -103,7 +103,7 @@ def detect(modules: Mapping[str, ModuleType] | None = None) -> QuayShape:
     get = modules.__getitem__ if modules is not None else importlib.import_module
     found: list[str] = []
     try:
-        oidc, manager, login_utils, oauth, robots = (
+        oidc, manager, login_utils, oauth, robots, model = (
             get(name)
             for name in (
                 "oauth.oidc",
@@ -111,6 +111,7 @@ def detect(modules: Mapping[str, ModuleType] | None = None) -> QuayShape:
                 "oauth.login_utils",
                 "auth.oauth",
                 robot_federation.MODULE,
+                "data.model",
             )
         )
     except (ImportError, KeyError) as exc:
@@ -139,6 +140,8 @@ def detect(modules: Mapping[str, ModuleType] | None = None) -> QuayShape:
     exchange = set(getattr(getattr(federated, "__code__", None), "co_names", ()))
     absent = sorted(name for name in _ROBOT_NAMES if not hasattr(robots, name))
     found.append(f"verify_federated_robot_jwt_token{verify}; robot federation lacks {absent or 'nothing'}")
+    if not hasattr(model, "InvalidRobotException"):
+        absent.append("data.model.InvalidRobotException")
     if verify != ("robot", "token") or absent or not exchange >= _EXCHANGE_NAMES:
         problems.append(
             f"{robot_federation.MODULE}: validate_federated_auth calling lookup_robot and "
@@ -233,7 +236,9 @@ def install(
         validator = TokenValidator(config)
     elif validator.config != config:
         raise ValueError("validator.config differs from the application's configuration")
-    robots = RobotExchange(validator, importlib.import_module(robot_federation.MODULE))
+    robots = RobotExchange(
+        validator, importlib.import_module(robot_federation.MODULE), importlib.import_module("data.model")
+    )
     installation = Installation(application, validator, shape, login_manager, owned, robots)
     # Everything was checked above; the changes themselves cannot fail half-way.
     hook = _QuayHook(validator)

@@ -24,9 +24,10 @@ default) another issuer of the same provider and tenant: a robot federated with 
 keeps working for v1.0 tokens of the same service principal, and the other way round. Issuers
 no provider claims keep Quay's own code, untouched.
 
-Every exchange with a token of ours ends in one audit event with its final outcome, recorded
-here (the middleware leaves accepted robot-federation tokens to us), by :class:`SettleExchanges`
-when Quay refused for a reason of its own.
+Every exchange with a token of ours ends in one audit event with its final outcome (the middleware
+leaves accepted robot-federation tokens to us): a refusal here is recorded as it happens, anything
+else by :class:`SettleExchanges` once Quay has answered. The client is told the reason code and a
+fixed sentence; the robot's federation itself is never echoed.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from urllib.parse import urlsplit
 from ..credentials import ROBOT_FEDERATION, Credential
 from ..errors import (
     ISSUER_NOT_CONFIGURED,
+    KEYS_UNAVAILABLE,
     ROBOT_AUDIENCE_MISMATCH,
     ROBOT_EXCHANGE_REFUSED,
     ROBOT_ISSUER_NOT_LISTED,
@@ -61,6 +63,8 @@ if TYPE_CHECKING:
 MODULE: Final = "util.security.federated_robot_auth"
 # Set in the request's environ once the exchange's one event is written.
 SETTLED_KEY: Final = "oidc.robot_exchange_settled"
+# The verified principal and the issuer of the robot's entry it matched, until Quay has answered.
+MATCHED_KEY: Final = "oidc.robot_exchange_matched"
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,13 @@ def match_entry(
     entries: list[FederationEntry], principal: Principal, validator: TokenValidator, *, exact: bool
 ) -> FederationEntry:
     """The entry of the robot's federation config that lets this verified token act as the
-    robot, or a :class:`TokenRejected` with a robot reason."""
+    robot, or a :class:`TokenRejected` with a robot reason.
+
+    The entries whose issuer matches (see :func:`_same_authority`) are the robot's for this token;
+    one of them must name its ``sub``. When any of them lists ``audiences`` (Quay 3.18 takes the
+    audiences of any entry of the issuer, whatever its subject), the token's ``aud`` must be one
+    of those: an entry without audiences never widens what another entry narrowed.
+    """
     if not entries:
         raise TokenRejected(ROBOT_NOT_FEDERATED, "the robot has no federation configured")
     listed = [entry for entry in entries if _same_authority(entry.issuer, principal, validator, exact)]
@@ -113,16 +123,15 @@ def match_entry(
             f"no federation entry of the robot names the subject {principal.subject[:120]}",
             provider=principal.provider,
         )
-    audiences = _token_audiences(principal)
-    for entry in matched:
-        if not entry.audiences or audiences & set(entry.audiences):
-            return entry
-    raise TokenRejected(
-        ROBOT_AUDIENCE_MISMATCH,
-        f"the robot's federation entry takes the audiences {', '.join(matched[0].audiences)[:240]}, "
-        "not the token's",
-        provider=principal.provider,
-    )
+    narrowed = {audience for entry in listed for audience in entry.audiences}
+    if narrowed and not _token_audiences(principal) & narrowed:
+        raise TokenRejected(
+            ROBOT_AUDIENCE_MISMATCH,
+            f"the robot's federation takes the audiences {', '.join(sorted(narrowed))[:240]}, not the token's",
+            provider=principal.provider,
+        )
+    # The entry naming the token's own issuer, when there is one: the event says which matched.
+    return next((entry for entry in matched if entry.issuer == principal.issuer), matched[0])
 
 
 def _same_authority(listed: str, principal: Principal, validator: TokenValidator, exact: bool) -> bool:
@@ -144,7 +153,9 @@ def _same_authority(listed: str, principal: Principal, validator: TokenValidator
     if keys.provider.id != principal.provider:
         return False
     tenant = principal.tenant_id
-    return tenant is None or tenant in urlsplit(listed).path.split("/")
+    if tenant is None:
+        return True  # a provider without tenants: its issuers speak for each other
+    return bool(tenant) and tenant in urlsplit(listed).path.split("/")
 
 
 def _token_audiences(principal: Principal) -> set[str]:
@@ -152,15 +163,26 @@ def _token_audiences(principal: Principal) -> set[str]:
     return {aud} if isinstance(aud, str) else {item for item in aud or () if isinstance(item, str)}
 
 
+# What the client is told of a robot refusal: the reason and a fixed sentence. The robot's own
+# federation (its issuers, subjects, audiences) is for its administrators and the audit log only.
+_TOLD: Final = {
+    ROBOT_NOT_FEDERATED: "the robot has no federation configured",
+    ROBOT_ISSUER_NOT_LISTED: "the token's issuer is not configured for this robot",
+    ROBOT_SUBJECT_MISMATCH: "the token does not match the robot",
+    ROBOT_AUDIENCE_MISMATCH: "the token's audience is not accepted for this robot",
+}
+
+
 class RobotExchange:
     """Quay's ``verify_federated_robot_jwt_token`` and ``lookup_robot`` (as the federation module
     calls them), deciding the tokens of configured providers; see the module's docstring."""
 
-    def __init__(self, validator: TokenValidator, module: ModuleType) -> None:
+    def __init__(self, validator: TokenValidator, module: ModuleType, model: ModuleType) -> None:
         self.validator = validator
-        self.recorder = validator.recorder
         self.module: Any = module  # Quay's util.security.federated_robot_auth
+        self.not_found: type[Exception] = model.InvalidRobotException  # Quay's data.model
         self.exact = validator.config.robot_issuer_match == "exact"
+        self.hide = validator.config.hide_error_descriptions
         self.original_verify = module.verify_federated_robot_jwt_token
         self.original_lookup = module.lookup_robot
 
@@ -175,21 +197,17 @@ class RobotExchange:
     def lookup(self, robot_username: Any) -> Any:
         try:
             return self.original_lookup(robot_username)
-        except Exception:
-            settle(self.validator, refused=TokenRejected(ROBOT_NOT_FOUND, "no robot account has this name"))
+        except self.not_found:
+            refused = TokenRejected(ROBOT_NOT_FOUND, "no robot account has this name")
+            settle(self.validator, current_environ(), refused=refused)
             raise
 
     def verify(self, robot: Any, token: Any) -> Any:
         module = self.module
-        try:
-            principal = self.validator.validate(token) if isinstance(token, str) else None
-        except TokenRejected as refused:
-            if refused.reason == ISSUER_NOT_CONFIGURED:
-                return self.original_verify(robot, token)  # not ours: Quay's own code decides
-            settle(self.validator, refused=refused)  # the middleware in front refuses it first
-            raise module.InvalidRobotCredentialException(f"{refused.reason}: {refused.description}") from None
+        environ = current_environ()
+        principal = self._principal(environ, token)
         if principal is None:
-            return self.original_verify(robot, token)
+            return self.original_verify(robot, token)  # not ours: Quay's own code decides
         federated = module.FederatedLogin.select().where(module.FederatedLogin.user == robot)
         row = federated.first()
         try:
@@ -200,8 +218,8 @@ class RobotExchange:
                 exact=self.exact,
             )
         except TokenRejected as refused:
-            settle(self.validator, principal=principal, refused=refused)
-            raise module.InvalidRobotCredentialException(f"{refused.reason}: {refused.description}") from None
+            settle(self.validator, environ, principal=principal, refused=refused)
+            raise self._refusal(refused) from None
         namespace, robot_name = module.parse_robot_username(robot.username)
         # Quay's own audit entry, with the fields Quay writes for an exchange.
         module.log_action(
@@ -209,12 +227,47 @@ class RobotExchange:
             namespace,
             {"subject": principal.subject, "issuer": principal.issuer, "robot": robot_name},
         )
-        settle(self.validator, principal=principal, listed_issuer=entry.issuer)
+        if environ is not None:
+            # Recorded by SettleExchanges with Quay's final answer (the robot token is yet to come).
+            environ[MATCHED_KEY] = (principal, entry.issuer)
         return module.ValidateResult(module.AuthKind.credentials, robot=robot)
+
+    def _principal(self, environ: dict[str, Any] | None, token: Any) -> Principal | None:
+        """The verified principal of ``token``; None when no provider claims its issuer."""
+        if not isinstance(token, str):
+            return None
+        credential = environ.get(CREDENTIAL_KEY) if environ is not None else None
+        if isinstance(credential, Credential) and credential.token == token:
+            accepted: Principal | None = environ.get(PRINCIPAL_KEY) if environ is not None else None
+            if accepted is not None:
+                return accepted  # the middleware in front verified this very token
+        try:
+            return self.validator.validate(token)
+        except TokenRejected as refused:
+            if refused.reason != ISSUER_NOT_CONFIGURED:
+                settle(self.validator, environ, refused=refused)
+                raise self._refusal(refused) from None
+            if not self.validator.discovering:
+                return None
+            # A provider's issuers are still unknown: this one may be among them. Never Quay's
+            # looser check for a token that may be ours.
+            unsure = TokenRejected(KEYS_UNAVAILABLE, "a provider's issuer is still being discovered")
+            raise self._refusal(unsure) from None
+
+    def _refusal(self, refused: TokenRejected) -> Exception:
+        """Quay's exception for a refusal (a 400 with its message); the detail stays in the log."""
+        told = (
+            refused.reason
+            if self.hide
+            else f"{refused.reason}: {_TOLD.get(refused.reason, refused.description)}"
+        )
+        exception: Exception = self.module.InvalidRobotCredentialException(told)
+        return exception
 
 
 def settle(
     validator: TokenValidator,
+    environ: dict[str, Any] | None,
     *,
     principal: Principal | None = None,
     refused: TokenRejected | None = None,
@@ -223,7 +276,6 @@ def settle(
     """Write the exchange's one event (accepted without ``refused``), once per request, and only
     for an exchange whose token the middleware accepted (other exchanges are not ours, or were
     recorded by the middleware when it refused them)."""
-    environ = current_environ()
     if environ is None or environ.get(SETTLED_KEY):
         return
     credential = environ.get(CREDENTIAL_KEY)
@@ -241,15 +293,19 @@ def settle(
 
 
 class SettleExchanges:
-    """Inside the middleware, around Quay: an exchange whose accepted token Quay refused before
-    asking :class:`RobotExchange` (a name that is not a robot's, Quay's own failures) still gets
-    its one event, ``robot_exchange_refused`` with Quay's status."""
+    """Inside the middleware, around Quay: the one event of an exchange whose token the middleware
+    accepted, written once Quay has answered. Accepted when Quay issued the robot token after
+    :class:`RobotExchange` matched an entry; ``robot_exchange_refused`` with Quay's status when
+    Quay refused or failed for a reason of its own (a name that is not a robot's, an error after
+    the robot checks). Refusals of :class:`RobotExchange` were recorded as they happened."""
 
     def __init__(self, app: WSGIApplication, validator: TokenValidator) -> None:
         self.app = app
         self.validator = validator
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        environ.pop(SETTLED_KEY, None)
+        environ.pop(MATCHED_KEY, None)
         credential = environ.get(CREDENTIAL_KEY)
         if not isinstance(credential, Credential) or credential.kind != ROBOT_FEDERATION:
             return self.app(environ, start_response)
@@ -262,23 +318,18 @@ class SettleExchanges:
         try:
             body = self.app(environ, remember)
         except Exception:
-            statuses.append("500")
-            self._settle(environ, statuses)
+            self._settle(environ, "500")
             raise
-        self._settle(environ, statuses)
+        self._settle(environ, statuses[-1] if statuses else "no answer")
         return body
 
-    def _settle(self, environ: WSGIEnvironment, statuses: list[str]) -> None:
-        if environ.get(SETTLED_KEY):
+    def _settle(self, environ: WSGIEnvironment, status_line: str) -> None:
+        status = status_line.split(" ", 1)[0]
+        matched = environ.get(MATCHED_KEY)
+        principal, listed_issuer = matched if matched is not None else (None, None)
+        if status.startswith("2"):
+            settle(self.validator, environ, principal=principal, listed_issuer=listed_issuer)
             return
-        status = statuses[-1].split(" ", 1)[0] if statuses else "no answer"
-        principal = environ.get(PRINCIPAL_KEY)
-        credential = environ[CREDENTIAL_KEY]
-        request = http_request(environ, environ.get("HTTP_AUTHORIZATION") or "")
-        if status.startswith("2") and principal is not None:
-            self.validator.recorder.accepted(request, credential, principal)
-            return
-        refused = TokenRejected(
-            ROBOT_EXCHANGE_REFUSED, f"Quay refused the exchange (status {status}) before its robot checks"
-        )
-        self.validator.recorder.rejected(request, credential, refused, principal=principal)
+        when = "after" if matched is not None else "before"
+        refused = TokenRejected(ROBOT_EXCHANGE_REFUSED, f"Quay answered {status} {when} its robot checks")
+        settle(self.validator, environ, principal=principal, refused=refused, listed_issuer=listed_issuer)

@@ -194,6 +194,26 @@ def test_one_event_per_exchange_with_its_final_outcome(
     assert "claims_verified" not in mismatch and mismatch["sub"] == service_principal_id(CLI_CLIENT)
 
 
+def test_a_refused_exchange_never_tells_the_client_the_robots_federation(
+    with_install: harness.QuayServer, entra: LocalIdP
+) -> None:
+    """Anyone with a valid token may try any robot name: the answer names the reason, never the
+    issuers, subjects or audiences the robot is federated with (the audit event has them)."""
+    elsewhere = f"{ORG}+elsewhere"
+    other_tenant = "dddddddd-0000-4000-8000-00000000000d"
+    federate(with_install, elsewhere, [{"issuer": f"https://login.microsoftonline.com/{other_tenant}/v2.0",
+                                        "subject": "secret-subject"}])  # fmt: skip
+    answer = exchange(with_install, elsewhere, app_token(entra, "2.0"))
+    assert answer.status_code == 400
+    assert (
+        answer.json()["message"]
+        == "robot_issuer_not_listed: the token's issuer is not configured for this robot"
+    )
+    wrong_sub = exchange(with_install, ROBOT, app_token(entra, "2.0", CLI_CLIENT))
+    assert wrong_sub.json()["message"] == "robot_subject_mismatch: the token does not match the robot"
+    assert service_principal_id(CI_CLIENT) not in wrong_sub.text
+
+
 def test_robots_survive_the_migration_in_both_directions(
     quay_alone: harness.QuayServer, with_install: harness.QuayServer, entra: LocalIdP
 ) -> None:
