@@ -3,14 +3,16 @@
 Every fetch has a connect timeout, a timeout on each read and a deadline for the whole fetch (a
 provider that drips its answer one byte at a time cannot hold a worker); follows no redirect (a
 key URL that moves is a configuration change to make deliberately); reads at most
-``MAX_RESPONSE_BYTES``; and ignores the proxy, CA and netrc settings of the environment
-(``trust_env`` off): the proxy and CA bundle are the ones ``OIDC_MIDDLEWARE_CONFIG`` names. TLS
-certificates are always verified; plain http is only ever configured for loopback hosts.
+``MAX_RESPONSE_BYTES``; and reaches the provider the way Quay's own HTTP client does (see
+:func:`route`): through the environment's proxy and CA bundle unless ``OIDC_MIDDLEWARE_CONFIG``
+names its own (``HTTPS_PROXY``, ``CA_BUNDLE``), which then win. ``.netrc`` credentials are never
+sent. TLS certificates are always verified; plain http is only ever configured for loopback hosts.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -45,14 +47,31 @@ class Fetched:
 
 
 def make_session(config: MiddlewareConfig) -> requests.Session:
-    """A session that uses only the proxy and CA bundle of the configuration."""
+    """A session for the fetches. requests' own reading of the environment is off, because it
+    would also add ``.netrc`` credentials to the requests; :func:`route` reads the proxy and CA
+    settings instead, for each fetch."""
     session = requests.Session()
     session.trust_env = False
-    if config.https_proxy:
-        session.proxies = {"https": config.https_proxy}
-    if config.ca_bundle:
-        session.verify = config.ca_bundle
     return session
+
+
+def route(url: str, config: MiddlewareConfig) -> tuple[dict[str, str], str | bool]:
+    """The proxies and the CA bundle (``verify``) for a fetch of ``url``.
+
+    ``HTTPS_PROXY`` and ``CA_BUNDLE`` of the configuration when set. Otherwise what requests
+    reads for Quay's own HTTP client, whose settings the Quay Operator and Quay's image provide:
+    ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY`` (either case) unless ``NO_PROXY`` names the host;
+    ``REQUESTS_CA_BUNDLE``, then ``CURL_CA_BUNDLE``, else certifi's bundle, to which Quay's
+    ``conf/init/certs_install.sh`` appends the CAs of ``extra_ca_certs``.
+    """
+    if config.https_proxy:
+        proxies = {"https": config.https_proxy, "http": config.https_proxy}
+    else:
+        proxies = requests.utils.get_environ_proxies(url, no_proxy=None)
+    verify: str | bool = (
+        config.ca_bundle or os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+    )
+    return proxies, verify
 
 
 class Fetcher:
@@ -90,9 +109,12 @@ class Fetcher:
         if remaining <= 0:
             raise FetchError(f"no time left to fetch {url} within {config.fetch_deadline_seconds} s")
         limit = config.max_response_bytes
+        proxies, verify = route(url, config)
         try:
             with self.session.get(
                 url,
+                proxies=proxies,
+                verify=verify,
                 timeout=(
                     min(config.http_connect_timeout_seconds, remaining),
                     min(config.http_read_timeout_seconds, remaining),

@@ -1,11 +1,15 @@
 """Prometheus metrics from :meth:`TokenValidator.stats` and :meth:`TokenValidator.health`.
 
-Optional: ``pip install 'oidc-middleware[prometheus]'``. Register once per process::
+Needs ``prometheus_client`` 0.7.1 or later: inside Quay, the one Quay pins (3.15 to 3.18 pin
+0.7.1), so nothing of Quay's is upgraded; elsewhere ``pip install 'oidc-middleware[prometheus]'``.
+Register once per process::
 
     from oidc_middleware.prometheus import register
-    register(validator)              # on prometheus_client's default registry
+    register(validator)              # on prometheus_client's default registry (Quay's too)
 
-The collector reads the counters at scrape time; nothing is added to the request path.
+The collector reads the counters at scrape time; nothing is added to the request path. It is a
+plain collector object (``collect`` and ``describe``), the protocol every prometheus_client
+release accepts; the ``Collector`` base class exists only from 0.14 on.
 """
 
 from __future__ import annotations
@@ -13,17 +17,28 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.core import REGISTRY, CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, Metric
 
 from .validator import TokenValidator
 
+_COUNTERS = (
+    "oidc_middleware_decisions",
+    "oidc_middleware_key_fetches",
+    "oidc_middleware_token_cache_lookups",
+)
+_GAUGES = ("oidc_middleware_keys_usable", "oidc_middleware_keys_age_seconds")
 
-class ValidatorCollector(Collector):
+
+class ValidatorCollector:
     """Exposes one validator's counters and key health."""
 
     def __init__(self, validator: TokenValidator) -> None:
         self._validator = validator
+
+    def describe(self) -> list[Metric]:
+        """The metric names, without reading the counters (the registry checks for clashes)."""
+        counters: list[Metric] = [CounterMetricFamily(name, "") for name in _COUNTERS]
+        return counters + [GaugeMetricFamily(name, "") for name in _GAUGES]
 
     def collect(self) -> Iterator[Metric]:
         stats: dict[str, Any] = self._validator.stats()

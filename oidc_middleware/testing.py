@@ -234,6 +234,11 @@ class LocalIdP:
         return f"{'https' if self._tls else 'http'}://127.0.0.1:{self._port}/"
 
     @property
+    def port(self) -> int:
+        assert self._port, "LocalIdP was never started"
+        return self._port
+
+    @property
     def ca_file(self) -> str | None:
         """With ``tls``: the PEM file of the certificate authority that signed the server's
         certificate (trust it, nothing else); None over plain http."""

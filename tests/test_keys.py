@@ -323,25 +323,55 @@ def test_a_document_that_is_not_a_key_set_is_a_failed_fetch(idp: LocalIdP, clock
         idp.jwks = original  # type: ignore[method-assign]
 
 
-def test_proxy_and_ca_settings_of_the_environment_are_ignored(
+def test_the_environments_proxy_is_used_as_quays_own_client_uses_it(
     idp: LocalIdP, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY"):
+    """The Quay Operator hands the cluster's proxy to Quay's pods in HTTP(S)_PROXY and NO_PROXY."""
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"):
         monkeypatch.setenv(name, "http://127.0.0.1:9")  # nothing listens there
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/nonexistent/ca.pem")
+    assert reason_of(make_validator(idp, clock), token(idp, clock)) == "keys_unavailable"
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,.svc")
     assert make_validator(idp, clock).validate(token(idp, clock)).provider == "azure"
 
 
-def test_proxy_and_ca_bundle_come_from_the_configuration(idp: LocalIdP, clock: Clock, tmp_path: Any) -> None:
+def test_the_environments_ca_bundle_is_used_and_the_configurations_wins(
+    clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    with LocalIdP(tls=True) as tls_idp:
+        assert tls_idp.ca_file is not None
+        assert reason_of(make_validator(tls_idp, clock), token(tls_idp, clock)) == "keys_unavailable"
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", tls_idp.ca_file)  # what Quay's own client reads
+        assert make_validator(tls_idp, clock).validate(token(tls_idp, clock)).provider == "azure"
+        with LocalIdP(tls=True) as another:  # a CA_BUNDLE of the configuration wins
+            configured = make_validator(tls_idp, clock, CA_BUNDLE=another.ca_file)
+            assert reason_of(configured, token(tls_idp, clock)) == "keys_unavailable"
+
+
+def test_proxy_and_ca_bundle_of_the_configuration_win(
+    idp: LocalIdP, clock: Clock, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from oidc_middleware.fetch import route
+
     bundle = tmp_path / "corporate-ca.pem"
     bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://environment-proxy:3128")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/environment-ca.pem")
     validator = make_validator(
         idp, clock, HTTPS_PROXY="http://proxy.corp.example:3128", CA_BUNDLE=str(bundle)
     )
-    session = validator.providers["azure"]._fetcher.session
-    assert session.proxies == {"https": "http://proxy.corp.example:3128"}
-    assert session.verify == str(bundle)
-    assert session.trust_env is False
+    proxies, verify = route("https://login.microsoftonline.com/x", validator.config)
+    assert proxies["https"] == "http://proxy.corp.example:3128" and verify == str(bundle)
+    assert validator.providers["azure"]._fetcher.session.trust_env is False  # never .netrc credentials
+    unset = make_validator(idp, clock).config
+    assert route("https://login.microsoftonline.com/x", unset) == (
+        {"https": "http://environment-proxy:3128"},
+        "/etc/environment-ca.pem",
+    )
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    monkeypatch.setenv("NO_PROXY", "login.microsoftonline.com")
+    assert route("https://login.microsoftonline.com/x", unset) == ({}, True)  # certifi's bundle
 
 
 # -- operators: stats and health ---------------------------------------------------------------------

@@ -217,8 +217,17 @@ def _build_database(tree: Path, python: Path, database: Path, log: Path) -> None
 
 def clean_environment() -> dict[str, str]:
     """The environment for Quay's processes: no TEST (any value selects Quay's test config), no
-    proxies, no variables of this project's own tests."""
-    dropped = ("TEST", "QUAY_OVERRIDE_CONFIG", "QUAYCONF", "PYTHONPATH", "VIRTUAL_ENV")
+    proxies and no CA bundles of this machine's (Quay's image sets none: its HTTP client trusts
+    certifi's bundle), no variables of this project's own tests."""
+    dropped = (
+        "TEST",
+        "QUAY_OVERRIDE_CONFIG",
+        "QUAYCONF",
+        "PYTHONPATH",
+        "VIRTUAL_ENV",
+        "REQUESTS_CA_BUNDLE",
+        "CURL_CA_BUNDLE",
+    )
     return {
         name: value
         for name, value in os.environ.items()
@@ -385,20 +394,25 @@ def start_server(
     testing: bool,
     extra_config: dict[str, Any] | None = None,
     ca_file: str | None = None,
+    environment: dict[str, str] | None = None,
+    overlay: Path | None = None,
     timeout: float = 120.0,
 ) -> QuayServer:
     """Start Quay (its own database copy, its own config) and wait until it answers. ``ca_file``:
-    the provider's CA, trusted by Quay's process and by the middleware."""
+    the provider's CA, trusted by Quay's process and by the middleware; ``environment``: more
+    variables for Quay's process (a proxy); ``overlay``: a directory first on its PYTHONPATH."""
     conf = prepare(install, workdir)
     port = _free_port()
     config = quay_config(install.tree, workdir, port, provider, ca_file=ca_file, **(extra_config or {}))
     (conf / "stack" / "config.yaml").write_text(yaml.safe_dump(config))
     audit_log = workdir / "audit.jsonl"
     output = workdir / "server.log"
+    paths = [str(overlay)] if overlay is not None else []
     environment = {
         **trusting(clean_environment(), ca_file),
+        **(environment or {}),
         "QUAYCONF": str(conf),
-        "PYTHONPATH": str(install.tree),
+        "PYTHONPATH": os.pathsep.join([*paths, str(install.tree)]),
         "OIDC_QUAY_MODE": mode,
         "OIDC_QUAY_TESTING": "true" if testing else "false",
         "OIDC_QUAY_PORT": str(port),
@@ -670,3 +684,129 @@ def skopeo(workdir: Path, *arguments: str, timeout: float = 180.0) -> subprocess
         check=False,
         env={**clean_environment(), "HOME": str(workdir)},
     )
+
+
+# -- a forward proxy, the only way to the provider ----------------------------------------------------
+
+
+@dataclass
+class Proxy:
+    """Debian's tinyproxy on a loopback port, running as its own user ``tinyproxy``."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def tunnels(self) -> list[str]:
+        """The CONNECT requests it served (``host:port``), in order."""
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        marker = "): CONNECT "  # "Request (file descriptor 5): CONNECT host:port HTTP/1.0"
+        return [line.split(marker, 1)[1].split()[0] for line in text.splitlines() if marker in line]
+
+    def stop(self) -> None:
+        _stop(self.process)
+        shutil.rmtree(self.log.parent, ignore_errors=True)
+
+
+def start_tinyproxy(workdir: Path, timeout: float = 20.0) -> Proxy:
+    """Start tinyproxy (installed by apt-get when missing); it drops root for the user
+    ``tinyproxy``, so that :func:`only_through` can tell its connections from everyone else's."""
+    command = ensure_command("tinyproxy", "tinyproxy", workdir)
+    port = _free_port()
+    # Its log in a directory the unprivileged proxy may write (the test's directory is root's).
+    logs = Path(tempfile.mkdtemp(prefix="oidc-tinyproxy-"))
+    logs.chmod(0o777)
+    conf = workdir / "tinyproxy.conf"
+    conf.write_text(
+        f"User tinyproxy\nGroup tinyproxy\nPort {port}\nListen 127.0.0.1\nTimeout 60\n"
+        f'LogFile "{logs / "tinyproxy.log"}"\nLogLevel Connect\nMaxClients 64\nAllow 127.0.0.1\n'
+        "DisableViaHeader Yes\n"
+    )
+    with open(workdir / "tinyproxy.out", "wb") as out:
+        process = subprocess.Popen([command, "-d", "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT)
+    proxy = Proxy(port, process, logs / "tinyproxy.log")
+    deadline = time.monotonic() + timeout
+    import socket
+
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return proxy
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            proxy.stop()
+            raise RuntimeError(f"tinyproxy did not start: {(workdir / 'tinyproxy.out').read_text()[-2000:]}")
+        time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def only_through(port: int, user: str = "tinyproxy") -> Iterator[None]:
+    """Refuse every connection to 127.0.0.1:``port`` that ``user``'s processes do not make (an
+    iptables rule on the loopback's OUTPUT chain, removed on exit): the proxy is the only route."""
+    rule = ["OUTPUT", "-o", "lo", "-p", "tcp", "-d", "127.0.0.1", "--dport", str(port),
+            "-m", "owner", "!", "--uid-owner", user, "-j", "REJECT", "--reject-with", "tcp-reset"]  # fmt: skip
+    iptables = shutil.which("iptables")
+    if iptables is None or os.geteuid() != 0:
+        raise RuntimeError("refusing the direct route needs iptables and root")
+    subprocess.run([iptables, "-I", *rule], check=True, capture_output=True)
+    try:
+        yield
+    finally:
+        subprocess.run([iptables, "-D", *rule], check=False, capture_output=True)
+
+
+# -- Quay's conf/init/certs_install.sh, on stand-ins for the image's OS --------------------------------
+
+
+def install_extra_ca_certs(install: QuayInstall, workdir: Path, ca_file: str) -> Path:
+    """Trust ``ca_file`` as an administrator does: put it in Quay's ``extra_ca_certs`` directory
+    and run Quay's own ``conf/init/certs_install.sh``, which appends it to certifi's bundle, the one
+    Quay's HTTP client (requests) trusts. Returns the overlay directory to put first on Quay's
+    PYTHONPATH: it holds that patched certifi.
+
+    Stand-ins for the image: the shared virtualenv's certifi is copied into the overlay (the
+    script's ``PYTHONUSERBASE_SITE_PACKAGE``); the script takes its UBI 8 branch, the one whose
+    paths come from the environment, through an ``/etc/os-release`` saying ``VERSION_ID="8"``
+    bind-mounted in a private mount namespace (``unshare``); ``update-ca-trust`` (UBI's system
+    store, which Python's requests do not read) is a no-op; ``SYSTEM_CERTDIR`` is a directory here.
+    """
+    overlay = workdir / "overlay"
+    certifi = next((install.python.parent.parent / "lib").glob("python3*/site-packages/certifi"))
+    shutil.copytree(certifi, overlay / "certifi")
+    conf = workdir / "ca-conf"
+    (conf / "stack" / "extra_ca_certs").mkdir(parents=True)
+    shutil.copy(ca_file, conf / "stack" / "extra_ca_certs" / "identity-provider.crt")
+    standins = workdir / "standins"
+    standins.mkdir()
+    (standins / "update-ca-trust").write_text("#!/bin/sh\nexit 0\n")
+    (standins / "update-ca-trust").chmod(0o755)
+    (standins / "os-release").write_text('NAME="stand-in"\nVERSION_ID="8"\n')
+    (workdir / "system-anchors").mkdir()
+    script = install.tree / "conf" / "init" / "certs_install.sh"
+    environment = {
+        **clean_environment(),
+        "PATH": f"{standins}{os.pathsep}{os.environ.get('PATH', '')}",
+        "QUAYDIR": str(install.tree),
+        "QUAYPATH": str(install.tree),
+        "QUAYCONF": str(conf),
+        "PYTHONUSERBASE_SITE_PACKAGE": str(overlay),
+        "SYSTEM_CERTDIR": str(workdir / "system-anchors"),
+    }
+    inside = f'mount --bind "{standins / "os-release"}" /etc/os-release && exec bash "{script}"'
+    done = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", inside],
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"certs_install.sh failed ({done.returncode}): {done.stdout[-1500:]}{done.stderr[-1500:]}"
+        )
+    return overlay
