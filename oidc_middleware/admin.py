@@ -28,12 +28,12 @@ from .config import (
     ProviderConfig,
     load_config,
     normalize_issuer,
-    quay_settings_problems,
     read_document,
 )
 from .errors import ISSUER_NOT_CONFIGURED, ConfigError, TokenRejected
 from .jws import check_algorithm, check_signature, fingerprint, parse_compact, parse_json_object
 from .keys import FetchNeeded
+from .quay_settings import quay_settings_problems
 from .validator import TokenValidator
 
 TROUBLESHOOTING = "docs/troubleshooting.md"

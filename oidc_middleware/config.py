@@ -415,20 +415,6 @@ def _settings(block: Any, problems: list[str]) -> dict[str, Any]:
     return values
 
 
-def quay_settings_problems(document: Mapping[str, Any]) -> list[str]:
-    """Problems in Quay's own settings that weaken what Quay checks (reported by check-config;
-    they do not stop the middleware)."""
-    problems = []
-    if document.get("TESTING") is not False:
-        problems.append(
-            f"TESTING: must be false in production, got {_type(document.get('TESTING'))} (Quay's default "
-            "is true). With TESTING true Quay alone skips the signature, expiry and audience checks of "
-            "OIDC bearer tokens and accepts forged ones; oidc_middleware.quay.install still checks every "
-            "token of the configured providers, but set TESTING: false for everything else Quay relaxes"
-        )
-    return problems
-
-
 def read_document(source: ConfigSource) -> Any:
     """The configuration document: a mapping as given, or a YAML file parsed (ConfigError if not)."""
     return source if isinstance(source, Mapping) else _read_yaml(os.fspath(source))
