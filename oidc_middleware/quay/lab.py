@@ -810,3 +810,84 @@ def install_extra_ca_certs(install: QuayInstall, workdir: Path, ca_file: str) ->
             f"certs_install.sh failed ({done.returncode}): {done.stdout[-1500:]}{done.stderr[-1500:]}"
         )
     return overlay
+
+
+# -- Quay's logs as its image writes them: supervisord with Quay's stdout event listener -------------
+
+SUPERVISORD_CONF = """[supervisord]
+nodaemon=true
+logfile=/dev/null
+logfile_maxbytes=0
+pidfile={workdir}/supervisord.pid
+
+[unix_http_server]
+file={workdir}/supervisord.sock
+
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+
+; Quay's conf/supervisord.conf.jnj (logdriver stdout): every program's lines, prefixed, on stdout.
+[eventlistener:stdout]
+command = supervisor_stdout
+result_handler = supervisor_stdout:event_handler
+buffer_size = 1024
+events = PROCESS_LOG
+
+[program:gunicorn-web]
+command = {python} -m oidc_middleware.quay.serve
+directory = {tree}
+autostart = true
+stdout_events_enabled = true
+stderr_events_enabled = true
+"""
+
+
+def start_supervised(
+    install: QuayInstall,
+    workdir: Path,
+    provider: dict[str, Any],
+    *,
+    ca_file: str | None = None,
+    timeout: float = 120.0,
+) -> QuayServer:
+    """Quay's app with ``install`` (the lab's server, its audit events as JSON lines on stdout) as
+    the program ``gunicorn-web`` of Quay's venv's supervisord, with the stdout event listener of
+    Quay's own supervisord configuration: ``output`` then holds Quay's log as the image writes it,
+    each line prefixed ``gunicorn-web stdout | ``."""
+    conf = prepare(install, workdir)
+    port = _free_port()
+    config = quay_config(install.tree, workdir, port, provider, ca_file=ca_file)
+    (conf / "stack" / "config.yaml").write_text(yaml.safe_dump(config))
+    supervisord_conf = workdir / "supervisord.conf"
+    supervisord_conf.write_text(
+        SUPERVISORD_CONF.format(workdir=workdir, python=install.python, tree=install.tree)
+    )
+    output = workdir / "quay.log"
+    bin_dir = install.python.parent
+    environment = {
+        **trusting(clean_environment(), ca_file),
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "QUAYCONF": str(conf),
+        "PYTHONPATH": str(install.tree),
+        "OIDC_QUAY_MODE": "install",
+        "OIDC_QUAY_TESTING": "false",
+        "OIDC_QUAY_PORT": str(port),
+        "OIDC_QUAY_AUDIT_LOG": "/dev/stdout",
+    }
+    with open(output, "wb") as out:
+        process = subprocess.Popen(
+            [str(bin_dir / "supervisord"), "-c", str(supervisord_conf)],
+            cwd=workdir,
+            env=environment,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    server = QuayServer(install, "supervised", False, workdir, port, process, output, output)
+    deadline = time.monotonic() + timeout
+    while not (workdir / "ready").exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            server.stop()
+            tail = "\n".join(output.read_text(errors="replace").splitlines()[-30:])
+            raise RuntimeError(f"supervisord with Quay {install.version} did not start:\n{tail}")
+        time.sleep(0.1)
+    return server

@@ -149,3 +149,95 @@ def test_the_collector_works_with_quays_pinned_prometheus_client_and_is_pushed_a
             "oidc_middleware_token_cache_lookups_total",
         ],
     }
+
+
+def test_rolling_back_keeps_v1_tokens_working_when_oidc_issuer_stays(
+    quay_sources: Path, project_wheel: Path, entra: LocalIdP, tmp_path: Path
+) -> None:
+    """Quay 3.17.4 with the recommended migration config (v2.0 OIDC_SERVER, both issuers in
+    OIDC_ISSUERS, OIDC_ISSUER kept on v1.0): with install both versions work; with the two lines
+    removed, stock Quay still takes v1.0 tokens. Without OIDC_ISSUER, the rollback breaks them."""
+    quay = harness.ensure_installed("3.17.4", quay_sources, project_wheel)
+    recommended = {**provider_block(entra), "OIDC_SERVER": entra.v2_server}
+    assert recommended["OIDC_ISSUER"] == entra.v1_issuer
+    without_issuer = {key: value for key, value in recommended.items() if key != "OIDC_ISSUER"}
+    v1, v2 = user_token(entra, "1.0", CLI_CLIENT), user_token(entra, "2.0", CLI_CLIENT)
+    answers = {}
+    for name, block, mode in (
+        ("install", recommended, "install"),
+        ("lines removed", recommended, "alone"),
+        ("lines removed, no OIDC_ISSUER", without_issuer, "alone"),
+    ):
+        server = harness.start_server(
+            quay, tmp_path / name.replace(" ", "-").replace(",", ""), block, mode=mode, testing=False,
+            ca_file=entra.ca_file,
+        )  # fmt: skip
+        try:
+            answers[name] = tuple(
+                get(server, "/api/v1/user/", headers=bearer(t)).status_code for t in (v1, v2)
+            )
+        finally:
+            server.stop()
+    assert answers == {
+        "install": (200, 200),
+        "lines removed": (200, 401),
+        "lines removed, no OIDC_ISSUER": (401, 200),
+    }
+
+
+def _log_recipes() -> list[tuple[str, str]]:
+    """Every shell block of README.md and docs/ that reads Quay's log (quay.log) with jq."""
+    import re
+
+    root = Path(__file__).resolve().parents[2]
+    recipes = []
+    for path in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        for block in re.findall(r"```sh\n(.*?)```", path.read_text(), re.S):
+            if "quay.log" in block and "jq " in block:
+                recipes.append((path.name, block))
+    return recipes
+
+
+def test_every_log_recipe_in_the_docs_reads_quays_log_as_supervisord_writes_it(
+    quay_sources: Path, project_wheel: Path, entra: LocalIdP, tmp_path: Path
+) -> None:
+    """Quay 3.17.4's app with install as the program gunicorn-web of supervisord with Quay's own
+    stdout listener: every line it writes is prefixed. Each recipe of the docs, run as written
+    with Debian's jq on that log, finds the events it looks for."""
+    from oidc_middleware.quay.scenario import DEVHUB_CLIENT, STRANGER_CLIENT
+    from oidc_middleware.testing import mint
+
+    harness.ensure_command("jq", "jq", tmp_path)
+    quay = harness.ensure_installed("3.17.4", quay_sources, project_wheel)
+    server = harness.start_supervised(quay, tmp_path / "quay", provider_block(entra), ca_file=entra.ca_file)
+    v1 = user_token(entra, "1.0", CLI_CLIENT)
+    foreign = mint({**entra.claims("1.0", client=CLI_CLIENT), "iss": "https://sts.windows.net/other-tenant/"},
+                   entra.keys[0])  # fmt: skip
+    try:
+        for token in (v1, user_token(entra, "2.0", CLI_CLIENT), user_token(entra, "2.0", DEVHUB_CLIENT),
+                      user_token(entra, "2.0", STRANGER_CLIENT), foreign):  # fmt: skip
+            get(server, "/api/v1/user/", headers=bearer(token))
+    finally:
+        server.stop()
+    log = server.output.read_text()
+    events = [line for line in log.splitlines() if '"event": "oidc.token.' in line]
+    assert len(events) == 5 and all(line.startswith("gunicorn-web stdout | {") for line in events)
+    (tmp_path / "quay.log").write_text(log)
+    (tmp_path / "token.txt").write_text(v1)
+    recipes = _log_recipes()
+    assert len(recipes) >= 6
+    outputs = {}
+    for where, recipe in recipes:
+        done = subprocess.run(["bash", "-euo", "pipefail", "-c", recipe], cwd=tmp_path, capture_output=True,
+                              text=True, check=False, timeout=60)  # fmt: skip
+        assert done.returncode == 0, (where, recipe, done.stderr)
+        assert done.stdout.strip(), (where, recipe)  # every recipe finds what it looks for
+        outputs[recipe] = done.stdout
+    everything = "\n".join(outputs.values())
+    assert "1 1.0" in everything and "2 2.0" in everything  # accepted tokens by version
+    assert "client_not_allowed" in everything and DEVHUB_CLIENT in everything
+    assert '"event":"oidc.token.passthrough"' in everything  # the unconfigured v1.0 issuer
+    # Without the sub(), the same recipes would find nothing in this log.
+    plain = subprocess.run(["jq", "-R", "-r", 'fromjson? | select(.event == "oidc.token.accepted") | .ver'],
+                           input=log, capture_output=True, text=True, check=True)  # fmt: skip
+    assert plain.stdout == ""
