@@ -62,14 +62,21 @@ def calls(quay_key: SigningKey) -> list[Call]:
         now = int(time.time())
         return mint({"iss": "quay", "aud": "127.0.0.1", "sub": "alice", "exp": now + 300}, quay_key)
 
+    # aud as Entra sets it for Quay's API: the App ID URI in v1.0, Quay's client id in v2.0.
+    def aud(version: str) -> str:
+        return "api://quay-api" if version == "1.0" else QUAY_CLIENT_ID
+
     def expired(idp: LocalIdP) -> str:
-        return idp.token(client=CLI_CLIENT, user=USER, now=time.time() - 7200)
+        return idp.token(client=CLI_CLIENT, user=USER, audience=aud("2.0"), now=time.time() - 7200)
 
     def obo(client: str) -> Callable[[LocalIdP], str]:
-        return lambda idp: idp.token(version="2.0", client=client, user=USER)
+        return lambda idp: idp.token(version="2.0", client=client, user=USER, audience=aud("2.0"))
 
     def person(version: str) -> Callable[[LocalIdP], str]:
-        return lambda idp: idp.token(version=version, client=CLI_CLIENT, user=USER)
+        return lambda idp: idp.token(version=version, client=CLI_CLIENT, user=USER, audience=aud(version))
+
+    def service_principal(idp: LocalIdP) -> str:
+        return idp.token(version="2.0", client=CI_CLIENT, audience=aud("2.0"))
 
     return [
         Call("v1.0 token of a person (CLI)", "/api/v1/user/", 200, bearer(person("1.0"))),
@@ -77,7 +84,7 @@ def calls(quay_key: SigningKey) -> list[Call]:
         Call("OBO token from Developer Hub (allowed)", "/api/v1/user/", 200, bearer(obo(RHDH_CLIENT))),
         Call("OBO token from an app not allowed", "/api/v1/user/", 401, bearer(obo(OUTSIDER))),
         Call("app-only token of a CI service principal", "/api/v1/user/", 401,
-             bearer(lambda idp: idp.token(version="2.0", client=CI_CLIENT))),
+             bearer(service_principal)),
         Call("expired token", "/api/v1/user/", 401, bearer(expired)),
         Call("token for another API (Microsoft Graph)", "/api/v1/user/", 401,
              bearer(lambda idp: idp.token(audience="https://graph.microsoft.com", client=CLI_CLIENT, user=USER))),
@@ -88,7 +95,7 @@ def calls(quay_key: SigningKey) -> list[Call]:
         Call("docker login, $oauthtoken + v2.0 token", "/v2/auth?service=quay&scope=repository:org/app:pull", 200,
              basic("$oauthtoken", person("2.0"))),
         Call("robot federation, CI service principal", "/oauth2/federation/robot/token", 200,
-             basic("org+deployer", lambda idp: idp.token(client=CI_CLIENT))),
+             basic("org+deployer", service_principal)),
         Call("no credentials", "/api/v1/user/", 401),
         Call("token in header and query", "/api/v1/user/?access_token=x", 400, bearer(person("2.0"))),
     ]  # fmt: skip

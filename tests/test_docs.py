@@ -76,3 +76,37 @@ def test_every_configuration_in_the_docs_and_examples_passes_check_config() -> N
         if "TESTING" not in document:
             problems = [problem for problem in problems if not problem.startswith("TESTING:")]
         assert problems == [], where
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor for a Markdown heading: lowercase, punctuation but '-' and '_' dropped,
+    spaces made '-'."""
+    import re
+
+    text = heading.strip().lower().replace("`", "")
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def test_every_relative_link_and_anchor_in_the_docs_exists() -> None:
+    import re
+
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "tests" / "e2e" / "README.md"]
+    anchors = {}
+    for page in pages:
+        text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)  # no headings in code blocks
+        anchors[page.resolve()] = {
+            _anchor(line.lstrip("#")) for line in text.splitlines() if line.startswith("#")
+        }
+    dead = []
+    for page in pages:
+        text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue  # https:, mailto: ...
+            path, _, anchor = target.partition("#")
+            resolved = (page.parent / path).resolve() if path else page.resolve()
+            if not resolved.exists():
+                dead.append(f"{page.name}: {target} (no such file)")
+            elif anchor and resolved.suffix == ".md" and anchor not in anchors.get(resolved, set()):
+                dead.append(f"{page.name}: {target} (no such heading)")
+    assert dead == []

@@ -55,18 +55,28 @@ def provider_block(idp: LocalIdP) -> dict[str, Any]:
 # -- tokens ----------------------------------------------------------------------------------------
 
 
+def entra_audience(version: str) -> str:
+    """The ``aud`` of Entra's access tokens for Quay's API: v1.0 carries the App ID URI the client
+    asked for (or the client id), v2.0 always the API's client id."""
+    return QUAY_API if version == "1.0" else QUAY_CLIENT_ID
+
+
 def user_claims(
     idp: LocalIdP,
     version: str,
     client: str,
     *,
-    audience: str = QUAY_API,
+    audience: str | None = None,
     user: str = USER_OID,
     now: float | None = None,
     **changes: Any,
 ) -> dict[str, Any]:
     """An Entra access token's claims for ``user``. ``sub`` is pairwise per recipient (Quay's
-    application), so every token addressed to Quay carries the same one, whatever the client."""
+    application), so every token addressed to Quay carries the same one, whatever the client.
+    ``aud`` by default as Entra sets it for Quay's API: the App ID URI in v1.0, Quay's client id
+    in v2.0 (always, whatever the client asked for)."""
+    if audience is None:
+        audience = entra_audience(version)
     claims = idp.claims(
         version, audience=audience, client=client, user=user, recipient=QUAY_CLIENT_ID, now=now
     )
@@ -101,8 +111,7 @@ def app_token(
 ) -> str:
     """An app-only (client credentials) token of ``client``'s service principal for Quay's API, as
     Entra issues it: ``aud`` the App ID URI in v1.0, Quay's client id in v2.0."""
-    audience = QUAY_API if version == "1.0" else QUAY_CLIENT_ID
-    claims = idp.claims(version, audience=audience, client=client, now=now)
+    claims = idp.claims(version, audience=entra_audience(version), client=client, now=now)
     claims.update(changes)
     return mint(claims, key) if key is not None else idp.token(claims)
 
