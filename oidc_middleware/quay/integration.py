@@ -62,7 +62,8 @@ from ..errors import (
 from ..principal import Principal
 from ..validator import TokenValidator
 from ..wsgi import CREDENTIAL_KEY, OIDCMiddleware, http_request
-from . import robot_federation
+from . import first_login, robot_federation
+from .first_login import FirstLogins
 from .flask_request import current_environ
 from .robot_federation import RobotExchange, SettleExchanges
 
@@ -147,6 +148,16 @@ def detect(modules: Mapping[str, ModuleType] | None = None) -> QuayShape:
             f"{robot_federation.MODULE}: validate_federated_auth calling lookup_robot and "
             f"verify_federated_robot_jwt_token(robot, token), beside {', '.join(sorted(_ROBOT_NAMES))}"
         )
+    conduct = _parameters(getattr(login_utils, first_login.NAME, None))
+    found.append(f"{first_login.NAME}{conduct[:7]}")
+    callers_missing = [
+        name for name in first_login.CALLERS if not hasattr(_module(get, name), first_login.NAME)
+    ]
+    if conduct[3:5] != ("login_service", "lid") or callers_missing:
+        problems.append(
+            f"oauth.login_utils.{first_login.NAME}(config, analytics, auth_system, login_service, lid, ...) "
+            f"called by {', '.join(first_login.CALLERS)}"
+        )
     third = _parameters(user_info)[2:3]
     found.append(f"get_sub_username_email_from_token third parameter {third}")
     multi_issuer = hasattr(service_class, "get_issuers") and hasattr(service_class, "allowed_clients")
@@ -184,6 +195,13 @@ _ROBOT_NAMES: Final = frozenset(
 )
 
 
+def _module(get: Callable[[str], ModuleType], name: str) -> ModuleType | None:
+    try:
+        return get(name)
+    except (ImportError, KeyError):
+        return None
+
+
 def _parameters(function: Any) -> tuple[str, ...]:
     try:
         return tuple(inspect.signature(function).parameters)
@@ -201,6 +219,7 @@ class Installation:
     login_manager: Any
     services: dict[str, Any]  # provider id -> Quay's login service
     robots: RobotExchange
+    first_logins: FirstLogins
     original_classes: dict[str, type] = field(default_factory=dict)
     wrapped: tuple[Any, str, Any] | None = None  # (object, attribute, original WSGI app)
 
@@ -239,7 +258,13 @@ def install(
     robots = RobotExchange(
         validator, importlib.import_module(robot_federation.MODULE), importlib.import_module("data.model")
     )
-    installation = Installation(application, validator, shape, login_manager, owned, robots)
+    first_logins = FirstLogins(
+        importlib.import_module("oauth.login_utils")._conduct_oauth_login,
+        [importlib.import_module(name) for name in first_login.CALLERS],
+        owned.values(),
+        importlib.import_module("data.model").user.verify_federated_login,
+    )
+    installation = Installation(application, validator, shape, login_manager, owned, robots, first_logins)
     # Everything was checked above; the changes themselves cannot fail half-way.
     hook = _QuayHook(validator)
     for provider_id, service in owned.items():
@@ -250,6 +275,7 @@ def install(
         validator, owned, type(login_manager).get_service_by_issuer.__get__(login_manager)
     )
     robots.connect()
+    first_logins.connect()
     _wrap(installation)
     extensions[EXTENSION] = installation
     audit.log.info(
@@ -306,6 +332,7 @@ def remove(application: Any) -> None:
         service.__dict__.pop(_HOOK, None)
     installation.login_manager.__dict__.pop("get_service_by_issuer", None)
     installation.robots.disconnect()
+    installation.first_logins.disconnect()
     if installation.wrapped is not None:
         holder, attribute, original = installation.wrapped
         setattr(holder, attribute, original)

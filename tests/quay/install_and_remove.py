@@ -50,7 +50,14 @@ def get_sub_username_email_from_token(decoded_id_token, user_info=None, settings
 
 
 changed.get_sub_username_email_from_token = get_sub_username_email_from_token  # type: ignore[attr-defined]
-names = ("oauth.oidc", "oauth.loginmanager", "auth.oauth", "util.security.federated_robot_auth", "data.model")
+names = (
+    "oauth.oidc",
+    "oauth.loginmanager",
+    "auth.oauth",
+    "util.security.federated_robot_auth",
+    "data.model",
+    "endpoints.oauth.login",
+)
 modules = {name: sys.modules[name] for name in names}
 try:
     detect({**modules, "oauth.login_utils": changed})
