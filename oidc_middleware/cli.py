@@ -5,6 +5,7 @@ oidc-middleware explain --config CONFIG [--online] [TOKEN | -]
                                                       what the middleware decides for a token, and why
 oidc-middleware demo                                  the example app behind the middleware, over HTTP
 oidc-middleware demo --quay                           the real Quay 3.17.4 alone, with the middleware, with install
+oidc-middleware quay patch QUAY_DIR [--check]         add install's two lines to Quay's web.py and registry.py
 """
 
 from __future__ import annotations
@@ -49,7 +50,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the real Quay 3.17.4 (from OIDC_QUAY_SOURCES or ../shared/quay; needs a checkout of this "
         "project) alone, with the middleware as a filter and with install, side by side",
     )
+    quay = commands.add_parser("quay", help="work on a Quay tree (for a derived image)")
+    quay_commands = quay.add_subparsers(dest="quay_command", required=True)
+    patch = quay_commands.add_parser(
+        "patch",
+        help="add the two lines of oidc_middleware.quay.install to Quay's web.py and registry.py",
+        epilog="Exit status: 0 patched or already patched; with --check 0 already patched, 1 would "
+        "change; 2 refused (no 'from app import app as application' line, or an install line this "
+        "command did not write).",
+    )
+    patch.add_argument("quay_dir", help="Quay's tree (in Quay's image: /quay-registry)")
+    patch.add_argument("--check", action="store_true", help="report what would change, write nothing")
     arguments = parser.parse_args(argv)
+    if arguments.command == "quay":
+        from .quay.patch import run as run_patch
+
+        return run_patch(arguments.quay_dir, check=arguments.check, out=sys.stdout)
     if arguments.command == "demo":
         if arguments.quay:
             from .quay.demo import run as run_quay

@@ -502,8 +502,6 @@ def start_redis(workdir: Path, timeout: float = 20.0) -> Redis:
         time.sleep(0.1)
 
 
-# The two lines of docs/quay-integration.md, as an administrator adds them to web.py.
-INSTALL_LINES = "from oidc_middleware.quay import install\nvalidator = install(application)\n"
 # The hook of docs/quay-integration.md for Quay's conf/gunicorn_web.py, and one that writes each
 # worker's counters when it exits, for tests that look at every worker.
 GUNICORN_HOOKS = """
@@ -523,20 +521,27 @@ def worker_exit(server, worker):
         with open(os.path.join(stats_dir, "worker-%d.json" % os.getpid()), "w") as out:
             json.dump(web.validator.stats(), out)
 """
+IMAGE_STEP = REPO / "examples" / "quay-image" / "install-oidc-middleware.sh"
 
 
-def edited_entrypoint(install: QuayInstall, directory: Path) -> Path:
-    """Quay's own web.py and conf/gunicorn_web.py, edited as the documentation says, in
-    ``directory`` (which goes first on PYTHONPATH; Quay's tree stays untouched)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    web = (install.tree / "web.py").read_text()
-    anchor = "from app import app as application\n"
-    if anchor not in web:
-        raise RuntimeError(f"Quay {install.version}'s web.py has no line {anchor.strip()!r}")
-    (directory / "web.py").write_text(web.replace(anchor, anchor + INSTALL_LINES, 1))
-    gunicorn = (install.tree / "conf" / "gunicorn_web.py").read_text()
-    (directory / "gunicorn_web.py").write_text(gunicorn + GUNICORN_HOOKS)
-    return directory
+def build_image(install: QuayInstall, wheel: Path, directory: Path) -> Path:
+    """The lab's "derived image": a copy of Quay's tree (``directory/quay-registry``) on which the
+    derived image's one build step runs as the Containerfile runs it
+    (``examples/quay-image/install-oidc-middleware.sh``: the wheel into Quay's Python, then
+    ``oidc-middleware quay patch``), with Quay's cached virtualenv as the image's Python; then the
+    gunicorn hooks of docs/quay-integration.md appended to its ``conf/gunicorn_web.py``. Returns
+    the patched tree; the cached one is never changed."""
+    tree = directory / "quay-registry"
+    shutil.copytree(install.tree, tree, symlinks=True)
+    environment = {**clean_environment(), "QUAYDIR": str(tree), "QUAY_PYTHON": str(install.python)}
+    done = subprocess.run(
+        ["sh", str(IMAGE_STEP), str(wheel)], env=environment, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"the image's build step failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+    with open(tree / "conf" / "gunicorn_web.py", "a") as conf:
+        conf.write(GUNICORN_HOOKS)
+    return tree
 
 
 def start_gunicorn(
@@ -545,14 +550,16 @@ def start_gunicorn(
     provider: dict[str, Any],
     redis: Redis,
     *,
+    wheel: Path,
     workers: int = 2,
     extra_config: dict[str, Any] | None = None,
     ca_file: str | None = None,
     timeout: float = 120.0,
 ) -> QuayServer:
-    """Quay's web.py, with the two lines, under gunicorn with Quay's own conf/gunicorn_web.py
-    (gevent workers, preload_app, monkey.patch_all() first) on a loopback port, TESTING false,
-    Redis as configured. Returns when it answers HTTP."""
+    """Quay's web.py of the lab's image (:func:`build_image`: patched by the image's build step)
+    under gunicorn with Quay's own conf/gunicorn_web.py (gevent workers, preload_app,
+    monkey.patch_all() first) and the documented hooks, on a loopback port, TESTING false, Redis
+    as configured. Returns when it answers HTTP."""
     conf = prepare(install, workdir)
     port = _free_port()
     redis_block = {"host": "127.0.0.1", "port": redis.port}
@@ -569,7 +576,7 @@ def start_gunicorn(
         **(extra_config or {}),
     )
     (conf / "stack" / "config.yaml").write_text(yaml.safe_dump(config))
-    overlay = edited_entrypoint(install, workdir / "entrypoint")
+    tree = build_image(install, wheel, workdir / "image")
     stats = workdir / "worker-stats"
     stats.mkdir(exist_ok=True)
     audit_log = workdir / "audit.jsonl"
@@ -577,7 +584,7 @@ def start_gunicorn(
     environment = {
         **trusting(clean_environment(), ca_file),
         "QUAYCONF": str(conf),
-        "PYTHONPATH": f"{overlay}{os.pathsep}{install.tree}",
+        "PYTHONPATH": str(tree),
         "WORKER_COUNT_WEB": str(workers),
         "OIDC_QUAY_WORKER_STATS": str(stats),
     }
@@ -585,15 +592,13 @@ def start_gunicorn(
     command = [
         str(gunicorn),
         "-c",
-        str(overlay / "gunicorn_web.py"),
+        str(tree / "conf" / "gunicorn_web.py"),
         "-b",
         f"127.0.0.1:{port}",
         "web:application",
     ]
     with open(output, "wb") as out:
-        process = subprocess.Popen(
-            command, cwd=install.tree, env=environment, stdout=out, stderr=subprocess.STDOUT
-        )
+        process = subprocess.Popen(command, cwd=tree, env=environment, stdout=out, stderr=subprocess.STDOUT)
     server = QuayServer(install, "gunicorn", False, workdir, port, process, audit_log, output)
     deadline = time.monotonic() + timeout
     import requests

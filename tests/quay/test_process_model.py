@@ -54,6 +54,7 @@ def gunicorn_quay(
                 workdir,
                 provider_block(idp),
                 redis,
+                wheel=project_wheel,
                 workers=WORKERS,
                 extra_config=extra,
                 ca_file=idp.ca_file,
