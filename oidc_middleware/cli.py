@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_patch(arguments.quay_dir, check=arguments.check, out=sys.stdout)
     if arguments.command == "demo":
         if arguments.quay:
-            from .quay.demo import run as run_quay
+            from .quay.lab.demo import run as run_quay
 
             return run_quay()
         from .demo import run

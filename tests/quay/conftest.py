@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from oidc_middleware.quay import lab as harness
-from oidc_middleware.quay.scenario import provider_block
+from oidc_middleware.quay.lab.scenario import provider_block
 from oidc_middleware.testing import LocalIdP, SigningKey
 
 

@@ -6,7 +6,7 @@ import io
 import json
 from pathlib import Path
 
-from oidc_middleware.quay.demo import EXPECTED, EXPECTED_EXCHANGES, run
+from oidc_middleware.quay.lab.demo import EXPECTED, EXPECTED_EXCHANGES, run
 
 
 def test_the_quay_demo_prints_three_columns_and_every_cell_is_expected(quay_sources: Path) -> None:

@@ -11,7 +11,7 @@ from threading import Barrier
 import requests
 
 from oidc_middleware.quay import lab as harness
-from oidc_middleware.quay.scenario import CLI_CLIENT, DEVHUB_CLIENT, bearer, get, user_token
+from oidc_middleware.quay.lab.scenario import CLI_CLIENT, DEVHUB_CLIENT, bearer, get, user_token
 from oidc_middleware.testing import LocalIdP
 
 CONCURRENT = 20

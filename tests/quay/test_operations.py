@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from oidc_middleware.quay import lab as harness
-from oidc_middleware.quay.scenario import (
+from oidc_middleware.quay.lab.scenario import (
     CLI_CLIENT,
     basic,
     bearer,
@@ -204,7 +204,7 @@ def test_every_log_recipe_in_the_docs_reads_quays_log_as_supervisord_writes_it(
     """Quay 3.17.4's app with install as the program gunicorn-web of supervisord with Quay's own
     stdout listener: every line it writes is prefixed. Each recipe of the docs, run as written
     with Debian's jq on that log, finds the events it looks for."""
-    from oidc_middleware.quay.scenario import DEVHUB_CLIENT, STRANGER_CLIENT
+    from oidc_middleware.quay.lab.scenario import DEVHUB_CLIENT, STRANGER_CLIENT
     from oidc_middleware.testing import mint
 
     harness.ensure_command("jq", "jq", tmp_path)

@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from oidc_middleware.quay import lab as harness
-from oidc_middleware.quay.scenario import (
+from oidc_middleware.quay.lab.scenario import (
     CLI_CLIENT,
     DEVHUB_CLIENT,
     QUAY_OAUTH_TOKEN,

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from oidc_middleware.quay import lab as harness
-from oidc_middleware.quay.scenario import ask, rows
+from oidc_middleware.quay.lab.scenario import ask, rows
 from oidc_middleware.testing import LocalIdP, SigningKey
 
 # Expected statuses per Quay line: (alone with TESTING true, alone with TESTING false, install).

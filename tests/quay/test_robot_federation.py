@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from oidc_middleware.quay import lab as harness
-from oidc_middleware.quay.scenario import (
+from oidc_middleware.quay.lab.scenario import (
     ADMIN,
     CI_CLIENT,
     CLI_CLIENT,

@@ -1,6 +1,6 @@
 """Quay's own token handling next to ``install``, in process (run with Quay's Python by the lab):
 
-    python -m oidc_middleware.quay.bench WORKDIR     (cwd and PYTHONPATH: Quay's tree; QUAYCONF set)
+    python -m oidc_middleware.quay.lab.bench WORKDIR     (cwd and PYTHONPATH: Quay's tree; QUAYCONF set)
 
 Quay's app is driven through Flask's test client (no network between the client and Quay); the
 Entra-shaped provider runs in this process on loopback and counts the key-set fetches. Quay
@@ -23,8 +23,8 @@ from typing import Any
 
 import yaml
 
-from ..testing import LocalIdP, SigningKey
-from .lab import quay_config
+from ...testing import LocalIdP, SigningKey
+from . import quay_config
 from .scenario import (
     ADMIN,
     CLI_CLIENT,
@@ -64,7 +64,7 @@ def main(workdir: Path) -> dict[str, Any]:
     import registry  # type: ignore[import-not-found]  # noqa: F401
     import web  # type: ignore[import-not-found]  # noqa: F401
 
-    from .integration import install, remove
+    from ..integration import install, remove
 
     logging.disable(logging.CRITICAL)  # Quay's and ours: the log lines are not what is measured
     import structlog
@@ -203,7 +203,7 @@ def _interleaved(
 
 
 def _quay_version() -> str:
-    from .integration import detect
+    from ..integration import detect
 
     return detect().line
 

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..testing import LocalIdP, SigningKey
-from . import lab
+from ...testing import LocalIdP, SigningKey
+from .. import lab
 from .scenario import (
     ROBOT,
     app_token,

@@ -36,7 +36,7 @@ from typing import Any
 import yaml
 
 VERSIONS = ("3.15.7", "3.17.4", "3.18.0")
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 HOW_TO_GET = (
     "no Quay source trees: set OIDC_QUAY_SOURCES to a directory holding quay-VERSION.tar.gz "
     "(a clone of github.com/quay/quay at tag vVERSION, packed as quay-VERSION/), vendor/ and "
@@ -207,7 +207,7 @@ def _build_database(tree: Path, python: Path, database: Path, log: Path) -> None
     partial.unlink(missing_ok=True)
     environment = {**clean_environment(), "TEST": "true", "PYTHONPATH": str(tree)}
     _run(
-        [str(python), "-m", "oidc_middleware.quay.build_database", str(partial)],
+        [str(python), "-m", "oidc_middleware.quay.lab.build_database", str(partial)],
         log,
         cwd=tree,
         env=environment,
@@ -365,12 +365,12 @@ def prepare(install: QuayInstall, workdir: Path) -> Path:
 
 
 def run_benchmark(install: QuayInstall, workdir: Path, timeout: float = 900.0) -> dict[str, Any]:
-    """Run ``oidc_middleware.quay.bench`` with Quay's Python: Quay's app in process, natively and
+    """Run ``oidc_middleware.quay.lab.bench`` with Quay's Python: Quay's app in process, natively and
     with ``install``; returns its figures."""
     conf = prepare(install, workdir)
     environment = {**clean_environment(), "QUAYCONF": str(conf), "PYTHONPATH": str(install.tree)}
     done = subprocess.run(
-        [str(install.python), "-m", "oidc_middleware.quay.bench", str(workdir)],
+        [str(install.python), "-m", "oidc_middleware.quay.lab.bench", str(workdir)],
         cwd=install.tree,
         env=environment,
         capture_output=True,
@@ -420,7 +420,7 @@ def start_server(
     }
     with open(output, "wb") as out:
         process = subprocess.Popen(
-            [str(install.python), "-m", "oidc_middleware.quay.serve"],
+            [str(install.python), "-m", "oidc_middleware.quay.lab.serve"],
             cwd=install.tree,
             env=environment,
             stdout=out,
@@ -839,7 +839,7 @@ buffer_size = 1024
 events = PROCESS_LOG
 
 [program:gunicorn-web]
-command = {python} -m oidc_middleware.quay.serve
+command = {python} -m oidc_middleware.quay.lab.serve
 directory = {tree}
 autostart = true
 stdout_events_enabled = true

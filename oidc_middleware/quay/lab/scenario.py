@@ -17,9 +17,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 
-from ..errors import REASONS
-from ..testing import LocalIdP, SigningKey, mint, service_principal_id
-from .lab import QuayServer
+from ...errors import REASONS
+from ...testing import LocalIdP, SigningKey, mint, service_principal_id
+from . import QuayServer
 
 # Quay's app registration in Entra: one application for the web UI login and the API.
 QUAY_CLIENT_ID = "5f0c6e0a-8c1b-4f3e-9a57-2d4e6b8c0a1f"
