@@ -514,12 +514,12 @@ def post_worker_init(worker):
 
 
 def worker_exit(server, worker):
-    import json, os, web
+    import json, os, sys, web
 
     stats_dir = os.environ.get("OIDC_QUAY_WORKER_STATS")
     if stats_dir:
         with open(os.path.join(stats_dir, "worker-%d.json" % os.getpid()), "w") as out:
-            json.dump(web.validator.stats(), out)
+            json.dump({"app": sys.argv[-1], **web.validator.stats()}, out)
 """
 IMAGE_STEP = REPO / "examples" / "quay-image" / "install-oidc-middleware.sh"
 

@@ -15,8 +15,10 @@ configuration: one deployment at a time on a machine.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -78,13 +80,13 @@ def start_postgres(workdir: Path, timeout: float = 60.0) -> Postgres:
     subprocess.run([*as_postgres, str(POSTGRES_BIN / "initdb"), "-D", str(data), "-U", "postgres",
                     "--auth=trust", "-E", "UTF8"], capture_output=True, check=True)  # fmt: skip
     port = _free_port()
-    log = open(workdir / "postgres.log", "wb")  # noqa: SIM115 (the server's output while it runs)
-    process = subprocess.Popen(
-        [*as_postgres, str(POSTGRES_BIN / "postgres"), "-D", str(data), "-p", str(port),
-         "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={data}", "-c", "fsync=off",
-         "-c", "max_connections=200"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    with open(workdir / "postgres.log", "wb") as log:  # the child keeps its own descriptor
+        process = subprocess.Popen(
+            [*as_postgres, str(POSTGRES_BIN / "postgres"), "-D", str(data), "-p", str(port),
+             "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={data}", "-c", "fsync=off",
+             "-c", "max_connections=200"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
     postgres = Postgres(port, data, process)
     deadline = time.monotonic() + timeout
     while subprocess.run([str(POSTGRES_BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)],
@@ -142,12 +144,53 @@ class Deployment:
             "QUAYCONF": str(self.tree / "conf"),
         }
 
+    def keys_fetched(self) -> dict[str, int]:
+        """``oidc.keys.fetched`` events per supervisord program, read from Quay's log as its image
+        writes it (each line prefixed with the program's name)."""
+        counts: dict[str, int] = {}
+        for line in self.output.read_text(errors="replace").splitlines():
+            program, separator, rest = line.partition(" stdout | ")
+            if separator and "oidc.keys.fetched" in rest:
+                counts[program] = counts.get(program, 0) + 1
+        return counts
+
+    def workers(self) -> dict[str, int]:
+        """The worker processes of each gunicorn program (children of its master, from /proc)."""
+        masters = {pid: name for name, pid in self.programs().items() if name.startswith("gunicorn-")}
+        counts = dict.fromkeys(masters.values(), 0)
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if parent in masters:
+                counts[masters[parent]] += 1
+        return counts
+
     def stop(self) -> None:
         if not self.stopped:
             self.stopped = True
-            _stop(self.process)
+            _stop(self.process)  # supervisord stops its programs; after 20 s it is killed
+            _kill_remaining(str(self.tree))
             self.postgres.stop()
             self.redis.stop()
+
+
+def _kill_remaining(marker: str) -> None:
+    """Kill every process whose command line names ``marker`` (this deployment's tree): programs
+    that outlived a supervisord killed before it could stop them."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in command:
+            with contextlib.suppress(OSError):
+                os.kill(int(entry.name), signal.SIGKILL)
 
 
 def start_deployed(
@@ -218,8 +261,7 @@ def start_deployed(
         "PYTHONUSERBASE_SITE_PACKAGE": str(overlay),
         "SYSTEM_CERTDIR": str(workdir / "system-anchors"),
         "IGNORE_VALIDATION": "1",
-        "WORKER_COUNT_WEB": str(workers),
-        "WORKER_COUNT_REGISTRY": str(workers),
+        "WORKER_COUNT_WEB": str(workers),  # Quay's minimum for the web: 2; the registry's: 8
         "OIDC_QUAY_WORKER_STATS": str(workdir / "worker-stats"),
     }
     (workdir / "worker-stats").mkdir(exist_ok=True)

@@ -128,21 +128,45 @@ ROBOT = f"{ORG}+ci"
 ADMIN = {"Authorization": f"Bearer {QUAY_OAUTH_TOKEN}"}
 
 
-def federate(server: QuayServer, robot: str, entries: list[dict[str, str]]) -> None:
-    """Create the robot and its federation through Quay's REST API, as an administrator does."""
+def federate(server: Any, robot: str, entries: list[dict[str, str]], admin: dict[str, str] = ADMIN) -> None:
+    """Create the robot and its federation through Quay's REST API, as an administrator does
+    (``admin``: the Authorization header of an organization administrator's OAuth token)."""
     org, _, name = robot.partition("+")
-    made = requests.put(f"{server.url}/api/v1/organization/{org}/robots/{name}", json={}, headers=ADMIN,
+    made = requests.put(f"{server.url}/api/v1/organization/{org}/robots/{name}", json={}, headers=admin,
                         timeout=60)  # fmt: skip
     if made.status_code not in (200, 201, 400):  # 400: exists already
         raise RuntimeError(f"Quay did not create the robot: {made.status_code} {made.text[:200]}")
     federated = requests.post(
         f"{server.url}/api/v1/organization/{org}/robots/{name}/federation",
         json=entries,
-        headers=ADMIN,
+        headers=admin,
         timeout=60,
     )
     if federated.status_code != 200:
         raise RuntimeError(f"Quay did not federate the robot: {federated.status_code} {federated.text[:200]}")
+
+
+def initialize(server: Any) -> dict[str, str]:
+    """The first user of an empty Quay (``POST /api/v1/user/initialize``, as the Quay Operator and
+    automation do): an administrator; returns the Authorization header of its OAuth token."""
+    answer = requests.post(
+        f"{server.url}/api/v1/user/initialize",
+        json={"username": "quayadmin", "password": "an-initial-password", "email": "admin@example.com",
+              "access_token": True},
+        timeout=60,
+    )  # fmt: skip
+    if answer.status_code != 200:
+        raise RuntimeError(
+            f"Quay did not initialize its first user: {answer.status_code} {answer.text[:300]}"
+        )
+    return {"Authorization": f"Bearer {answer.json()['access_token']}"}
+
+
+def create_organization(server: Any, admin: dict[str, str], name: str = ORG) -> None:
+    answer = requests.post(f"{server.url}/api/v1/organization/", json={"name": name, "email": f"{name}@example.com"},
+                           headers=admin, timeout=60)  # fmt: skip
+    if answer.status_code != 201:
+        raise RuntimeError(f"Quay did not create the organization: {answer.status_code} {answer.text[:300]}")
 
 
 def exchange(server: QuayServer, robot: str, token: str) -> requests.Response:
