@@ -1,7 +1,6 @@
 """The derived image's build step (examples/quay-image/install-oidc-middleware.sh, the one RUN of
 the Containerfile) on the real Quay trees: it patches Quay's own entrypoints of each version, and
-a second run changes nothing. The patched web.py then serves under gunicorn in
-test_process_model.py."""
+a second run changes nothing. Quay runs from such a patched tree in test_deployed.py."""
 
 from __future__ import annotations
 

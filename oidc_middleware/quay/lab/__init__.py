@@ -502,8 +502,7 @@ def start_redis(workdir: Path, timeout: float = 20.0) -> Redis:
         time.sleep(0.1)
 
 
-# The hook of docs/quay-integration.md for Quay's conf/gunicorn_web.py, and one that writes each
-# worker's counters when it exits, for tests that look at every worker.
+# The hook of docs/quay-integration.md for Quay's conf/gunicorn_web.py and gunicorn_registry.py.
 GUNICORN_HOOKS = """
 
 def post_worker_init(worker):
@@ -512,14 +511,6 @@ def post_worker_init(worker):
     health = web.validator.prefetch()
     worker.log.info("oidc keys ready: %s", health["ready"])
 
-
-def worker_exit(server, worker):
-    import json, os, sys, web
-
-    stats_dir = os.environ.get("OIDC_QUAY_WORKER_STATS")
-    if stats_dir:
-        with open(os.path.join(stats_dir, "worker-%d.json" % os.getpid()), "w") as out:
-            json.dump({"app": sys.argv[-1], **web.validator.stats()}, out)
 """
 IMAGE_STEP = REPO / "examples" / "quay-image" / "install-oidc-middleware.sh"
 
@@ -542,78 +533,6 @@ def build_image(install: QuayInstall, wheel: Path, directory: Path) -> Path:
     with open(tree / "conf" / "gunicorn_web.py", "a") as conf:
         conf.write(GUNICORN_HOOKS)
     return tree
-
-
-def start_gunicorn(
-    install: QuayInstall,
-    workdir: Path,
-    provider: dict[str, Any],
-    redis: Redis,
-    *,
-    wheel: Path,
-    workers: int = 2,
-    extra_config: dict[str, Any] | None = None,
-    ca_file: str | None = None,
-    timeout: float = 120.0,
-) -> QuayServer:
-    """Quay's web.py of the lab's image (:func:`build_image`: patched by the image's build step)
-    under gunicorn with Quay's own conf/gunicorn_web.py (gevent workers, preload_app,
-    monkey.patch_all() first) and the documented hooks, on a loopback port, TESTING false, Redis
-    as configured. Returns when it answers HTTP."""
-    conf = prepare(install, workdir)
-    port = _free_port()
-    redis_block = {"host": "127.0.0.1", "port": redis.port}
-    config = quay_config(
-        install.tree,
-        workdir,
-        port,
-        provider,
-        ca_file=ca_file,
-        TESTING=False,
-        BUILDLOGS_REDIS=redis_block,
-        USER_EVENTS_REDIS=redis_block,
-        PULL_METRICS_REDIS=redis_block,
-        **(extra_config or {}),
-    )
-    (conf / "stack" / "config.yaml").write_text(yaml.safe_dump(config))
-    tree = build_image(install, wheel, workdir / "image")
-    stats = workdir / "worker-stats"
-    stats.mkdir(exist_ok=True)
-    audit_log = workdir / "audit.jsonl"
-    output = workdir / "server.log"
-    environment = {
-        **trusting(clean_environment(), ca_file),
-        "QUAYCONF": str(conf),
-        "PYTHONPATH": str(tree),
-        "WORKER_COUNT_WEB": str(workers),
-        "OIDC_QUAY_WORKER_STATS": str(stats),
-    }
-    gunicorn = install.python.parent / "gunicorn"
-    command = [
-        str(gunicorn),
-        "-c",
-        str(tree / "conf" / "gunicorn_web.py"),
-        "-b",
-        f"127.0.0.1:{port}",
-        "web:application",
-    ]
-    with open(output, "wb") as out:
-        process = subprocess.Popen(command, cwd=tree, env=environment, stdout=out, stderr=subprocess.STDOUT)
-    server = QuayServer(install, "gunicorn", False, workdir, port, process, audit_log, output)
-    deadline = time.monotonic() + timeout
-    import requests
-
-    while True:
-        try:
-            if requests.get(f"{server.url}/api/v1/user/", timeout=5).status_code < 500:
-                return server
-        except requests.RequestException:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            server.stop()
-            tail = "\n".join(output.read_text(errors="replace").splitlines()[-40:])
-            raise RuntimeError(f"gunicorn with Quay {install.version} did not start:\n{tail}")
-        time.sleep(0.2)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

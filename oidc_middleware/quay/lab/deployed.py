@@ -262,9 +262,7 @@ def start_deployed(
         "SYSTEM_CERTDIR": str(workdir / "system-anchors"),
         "IGNORE_VALIDATION": "1",
         "WORKER_COUNT_WEB": str(workers),  # Quay's minimum for the web: 2; the registry's: 8
-        "OIDC_QUAY_WORKER_STATS": str(workdir / "worker-stats"),
     }
-    (workdir / "worker-stats").mkdir(exist_ok=True)
     inside = f'mount --bind "{image / "os-release"}" /etc/os-release && exec bash "{tree / "quay-entrypoint.sh"}" registry'
     output = workdir / "quay.log"
     with open(output, "wb") as out:
