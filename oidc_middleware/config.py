@@ -106,8 +106,9 @@ SETTINGS: Final[dict[str, Setting]] = {
     "FETCH_DEADLINE_SECONDS": Setting("int", 8, 1, 120),
     # Largest discovery or JWKS document read.
     "MAX_RESPONSE_BYTES": Setting("int", 1024 * 1024, 4096, 16 * 1024 * 1024),
-    # Proxy and CA bundle for the fetches. Environment variables (HTTPS_PROXY, REQUESTS_CA_BUNDLE,
-    # .netrc) are ignored on purpose: only what this file says is used.
+    # Proxy and CA bundle for the fetches, when they must differ from Quay's own client's: unset,
+    # the environment's HTTPS_PROXY/NO_PROXY and REQUESTS_CA_BUNDLE (else certifi's bundle) are
+    # used, as Quay's client uses them (fetch.route). .netrc is never read.
     "HTTPS_PROXY": Setting("url", None),
     "CA_BUNDLE": Setting("file", None),
     # Paths whose Bearer tokens are examined (the JWT-in-Basic routes of Quay always are).

@@ -58,14 +58,19 @@ def make_session(config: MiddlewareConfig) -> requests.Session:
 def route(url: str, config: MiddlewareConfig) -> tuple[dict[str, str], str | bool]:
     """The proxies and the CA bundle (``verify``) for a fetch of ``url``.
 
-    ``HTTPS_PROXY`` and ``CA_BUNDLE`` of the configuration when set. Otherwise what requests
+    Plain-http URLs (loopback providers only) go direct. Otherwise ``HTTPS_PROXY`` and
+    ``CA_BUNDLE`` of the configuration when set, else what requests
     reads for Quay's own HTTP client, whose settings the Quay Operator and Quay's image provide:
     ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY`` (either case) unless ``NO_PROXY`` names the host;
     ``REQUESTS_CA_BUNDLE``, then ``CURL_CA_BUNDLE``, else certifi's bundle, to which Quay's
     ``conf/init/certs_install.sh`` appends the CAs of ``extra_ca_certs``.
     """
+    if not url.startswith("https://"):
+        # Plain http is only ever configured for a loopback provider: never through a proxy, which
+        # would carry the keys unprotected and fetch them from its own loopback.
+        return {}, True
     if config.https_proxy:
-        proxies = {"https": config.https_proxy, "http": config.https_proxy}
+        proxies = {"https": config.https_proxy}
     else:
         proxies = requests.utils.get_environ_proxies(url, no_proxy=None)
     verify: str | bool = (

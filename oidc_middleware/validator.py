@@ -44,8 +44,8 @@ from .stats import Stats
 class TokenValidator:
     """Validates bearer tokens against the configured providers.
 
-    ``session`` is the requests session used for discovery and keys (default: one that uses only
-    the proxy and CA bundle of the configuration, never the environment's); ``clock`` returns the
+    ``session`` is the requests session used for discovery and keys (default: one that reaches
+    the provider as Quay's own client does, see :func:`~oidc_middleware.fetch.route`); ``clock`` returns the
     current Unix time (default: ``time.time``). Thread-safe and fork-safe; create one per
     application and share it.
     """

@@ -324,14 +324,28 @@ def test_a_document_that_is_not_a_key_set_is_a_failed_fetch(idp: LocalIdP, clock
 
 
 def test_the_environments_proxy_is_used_as_quays_own_client_uses_it(
-    idp: LocalIdP, clock: Clock, monkeypatch: pytest.MonkeyPatch
+    clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The Quay Operator hands the cluster's proxy to Quay's pods in HTTP(S)_PROXY and NO_PROXY."""
-    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"):
-        monkeypatch.setenv(name, "http://127.0.0.1:9")  # nothing listens there
-    assert reason_of(make_validator(idp, clock), token(idp, clock)) == "keys_unavailable"
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,.svc")
+    with LocalIdP(tls=True) as tls_idp:
+        assert tls_idp.ca_file is not None
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", tls_idp.ca_file)
+        for name in ("HTTPS_PROXY", "https_proxy"):
+            monkeypatch.setenv(name, "http://127.0.0.1:9")  # nothing listens there
+        assert reason_of(make_validator(tls_idp, clock), token(tls_idp, clock)) == "keys_unavailable"
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1,.svc")
+        assert make_validator(tls_idp, clock).validate(token(tls_idp, clock)).provider == "azure"
+
+
+def test_a_plain_http_loopback_provider_is_never_reached_through_a_proxy(
+    idp: LocalIdP, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A proxy would carry the keys unprotected and fetch them from its own loopback."""
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
     assert make_validator(idp, clock).validate(token(idp, clock)).provider == "azure"
+    configured = make_validator(idp, clock, HTTPS_PROXY="http://127.0.0.1:9")
+    assert configured.validate(token(idp, clock)).provider == "azure"
 
 
 def test_the_environments_ca_bundle_is_used_and_the_configurations_wins(

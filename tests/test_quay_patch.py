@@ -58,12 +58,14 @@ def test_check_reports_without_writing(tmp_path: Path) -> None:
     ("web", "says"),
     [
         (WEB.replace("from app import app as application\n", "from app import app\n"),
-         "no line 'from app import app as application'"),
-        (WEB + "from app import app as application\n", "2 line 'from app import app as application'"),
+         "no unindented line 'from app import app as application'"),
+        (WEB + "from app import app as application\n", "2 unindented line 'from app import app as application'"),
+        (WEB.replace("from app import app as application\n", "try:\n    from app import app as application\nexcept ImportError:\n    raise\n"),
+         "no unindented line"),
         (WEB.replace("from endpoints.web", "from oidc_middleware.quay import install\nvalidator = install(application)\nfrom endpoints.web"),
          "holds an install line that this command did not write"),
     ],
-    ids=["no-anchor", "two-anchors", "a-hand-made-install-line"],
+    ids=["no-anchor", "two-anchors", "an-indented-anchor", "a-hand-made-install-line"],
 )  # fmt: skip
 def test_refusals_are_one_line_with_status_2_and_change_nothing(tmp_path: Path, web: str, says: str) -> None:
     quay = tree(tmp_path, web)
@@ -85,3 +87,15 @@ def test_an_anchor_that_ends_the_file(tmp_path: Path) -> None:
     quay = tree(tmp_path, "from app import app as application", "from app import app as application\n")
     assert run("quay", "patch", str(quay)).returncode == 0
     assert (quay / "web.py").read_text() == "from app import app as application\n" + "\n".join(LINES) + "\n"
+
+
+def test_crlf_line_endings_are_kept_and_a_symlinks_target_is_patched(tmp_path: Path) -> None:
+    target = tmp_path / "real-web.py"
+    target.write_bytes(WEB.replace("\n", "\r\n").encode())
+    (tmp_path / "web.py").symlink_to(target)
+    (tmp_path / "registry.py").write_text(WEB)
+    assert run("quay", "patch", str(tmp_path)).returncode == 0
+    assert (tmp_path / "web.py").is_symlink()
+    patched = target.read_bytes().decode()
+    assert "\r\n".join(LINES) + "\r\n" in patched and "\n" not in patched.replace("\r\n", "")
+    assert run("quay", "patch", str(tmp_path)).stdout.count("already has the two lines") == 2

@@ -10,7 +10,12 @@
 set -eu
 QUAYDIR="${QUAYDIR:-/quay-registry}"
 if [ -z "${QUAY_PYTHON:-}" ]; then
-    QUAY_PYTHON="$(dirname "$(command -v gunicorn)")/python3"
+    GUNICORN="$(command -v gunicorn || true)"
+    if [ -z "$GUNICORN" ]; then
+        echo "no gunicorn on PATH: set QUAY_PYTHON to the interpreter of Quay's gunicorn" >&2
+        exit 2
+    fi
+    QUAY_PYTHON="$(dirname "$GUNICORN")/python3"
 fi
 "$QUAY_PYTHON" -m pip install --no-cache-dir --disable-pip-version-check "$@"
 # Refuses (exit 2) a web.py or registry.py without Quay's anchor line or with a hand-made install

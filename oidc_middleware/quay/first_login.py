@@ -13,11 +13,13 @@ Here, as the bearer path (``auth.oauth``) and the web login callback (``endpoint
 call it, for a login service that ``install`` took over:
 
 * in one process, the first logins of one identity take turns (a lock per identity, from a fixed
-  set of stripes): the second finds the user the first made;
+  set of stripes): the second finds the user the first made; identities already logged in in
+  this process skip the lock;
 * across processes (two gunicorn workers, web and registry), a creation refused because its
   e-mail or username was taken meanwhile (or failing with a database error) is followed by a login
-  once the identity's user exists, waiting up to ``WAIT_SECONDS`` for the other process to commit
-  it; a refusal of any other kind ("User creation is disabled") is answered at once.
+  once the identity's user exists, waiting up to ``WAIT_SECONDS`` (outside the lock) for the other
+  process to commit it; a refusal of any other kind ("User creation is disabled", a token without
+  an e-mail) is answered at once.
 
 Everything else is Quay's: the lookup, username choice, user creation and its messages.
 """
@@ -37,6 +39,7 @@ CALLERS: Final = ("auth.oauth", "endpoints.oauth.login")
 NAME: Final = "_conduct_oauth_login"
 STRIPES: Final = 64
 WAIT_SECONDS: Final = 2.0
+KNOWN: Final = 100_000
 
 
 class FirstLogins:
@@ -56,6 +59,7 @@ class FirstLogins:
         self.find_user = find_user  # Quay's model.user.verify_federated_login(service_id, lid)
         self.signature = inspect.signature(original)
         self.stripes = [threading.Lock() for _ in range(STRIPES)]
+        self.known: set[tuple[str, str]] = set()  # identities with a Quay user, in this process
 
     def connect(self) -> None:
         for module in self.callers:
@@ -72,17 +76,36 @@ class FirstLogins:
         if id(service) not in self.services or not isinstance(lid, str):
             return self.original(*args, **kwargs)
         service_id = service.service_id()
+        key = (service_id, lid)
+        if key in self.known:  # logged in before in this process: no first login to race
+            return self.original(*args, **kwargs)
+        failure: Exception | None = None
         with self.stripes[zlib.crc32(f"{service_id}\0{lid}".encode()) % STRIPES]:
             try:
                 result = self.original(*args, **kwargs)
-            except Exception:  # a raw database error of a creation that lost the race
-                if not self._appeared(service_id, lid):
-                    raise
-                return self.original(*args, **kwargs)
+            except Exception as exc:  # a raw database error of a creation that lost the race?
+                result, failure = None, exc
+        if failure is None:
             message = getattr(result, "error_message", None)
-            if message and _lost_a_race(message) and self._appeared(service_id, lid):
-                return self.original(*args, **kwargs)  # another process made the user: log in
+            if not message:
+                self._remember(key)
+                return result
+            if not (_lost_a_race(message) and bound.arguments.get("lemail")):
+                return result  # "User creation is disabled", no e-mail to clash on: at once
+        # Another process may be making this very person's user: wait for it, outside the lock.
+        if not self._appeared(service_id, lid):
+            if failure is not None:
+                raise failure
             return result
+        result = self.original(*args, **kwargs)  # the user exists now: log in
+        if not getattr(result, "error_message", None):
+            self._remember(key)
+        return result
+
+    def _remember(self, key: tuple[str, str]) -> None:
+        if len(self.known) >= KNOWN:
+            self.known.clear()  # bounded; forgetting only costs a lock on the next request
+        self.known.add(key)
 
     def _appeared(self, service_id: str, lid: str) -> bool:
         """Whether the identity's user exists, waiting a little for another process's commit."""

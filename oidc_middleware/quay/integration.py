@@ -148,12 +148,17 @@ def detect(modules: Mapping[str, ModuleType] | None = None) -> QuayShape:
             f"{robot_federation.MODULE}: validate_federated_auth calling lookup_robot and "
             f"verify_federated_robot_jwt_token(robot, token), beside {', '.join(sorted(_ROBOT_NAMES))}"
         )
-    conduct = _parameters(getattr(login_utils, first_login.NAME, None))
+    quays_first_login = getattr(login_utils, first_login.NAME, None)
+    conduct = _parameters(quays_first_login)
     found.append(f"{first_login.NAME}{conduct[:7]}")
+    # Each caller must hold Quay's own function under that name (or ours, installed over it).
     callers_missing = [
-        name for name in first_login.CALLERS if not hasattr(_module(get, name), first_login.NAME)
+        name
+        for name in first_login.CALLERS
+        if _unwrapped(getattr(_module(get, name), first_login.NAME, None)) is not quays_first_login
     ]
-    if conduct[3:5] != ("login_service", "lid") or callers_missing:
+    has_lookup = hasattr(getattr(model, "user", None), "verify_federated_login")
+    if conduct[3:5] != ("login_service", "lid") or callers_missing or not has_lookup:
         problems.append(
             f"oauth.login_utils.{first_login.NAME}(config, analytics, auth_system, login_service, lid, ...) "
             f"called by {', '.join(first_login.CALLERS)}"
@@ -193,6 +198,12 @@ _ROBOT_NAMES: Final = frozenset(
         "lookup_robot",
     }
 )
+
+
+def _unwrapped(function: Any) -> Any:
+    """Quay's function under an installed FirstLogins.conduct, else the function itself."""
+    owner = getattr(function, "__self__", None)
+    return owner.original if isinstance(owner, FirstLogins) else function
 
 
 def _module(get: Callable[[str], ModuleType], name: str) -> ModuleType | None:

@@ -14,6 +14,7 @@ A file is replaced whole (written beside it, then renamed), keeping its mode.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,16 +42,18 @@ class Outcome:
 def patched(path: Path) -> Outcome:
     """What patching ``path`` gives, without writing; :class:`Refused` when it must not be."""
     try:
-        text = path.read_text()
-    except OSError as problem:
-        raise Refused(f"{path}: cannot read it ({problem.strerror or problem})") from None
+        with open(path, encoding="utf-8", newline="") as source:  # line endings kept as they are
+            text = source.read()
+    except (OSError, UnicodeDecodeError) as problem:
+        raise Refused(f"{path}: cannot read it ({getattr(problem, 'strerror', None) or problem})") from None
     lines = text.splitlines(keepends=True)
-    anchors = [index for index, line in enumerate(lines) if line.strip() == ANCHOR]
+    # At the top level only: an indented anchor (inside an if or try) would need indented lines.
+    anchors = [index for index, line in enumerate(lines) if line.rstrip("\r\n") == ANCHOR]
     if len(anchors) != 1:
         found = "no" if not anchors else f"{len(anchors)}"
-        raise Refused(f"{path}: {found} line '{ANCHOR}'; not a Quay entrypoint this command knows")
+        raise Refused(f"{path}: {found} unindented line '{ANCHOR}'; not a Quay entrypoint this command knows")
     after = anchors[0] + 1
-    ours = [line.rstrip("\n") for line in lines[after : after + len(LINES)]]
+    ours = [line.rstrip("\r\n") for line in lines[after : after + len(LINES)]]
     if ours == list(LINES):
         others = lines[:after] + lines[after + len(LINES) :]
         if _mentions_install(others):
@@ -58,9 +61,10 @@ def patched(path: Path) -> Outcome:
         return Outcome(path, False, text)
     if _mentions_install(lines):
         raise Refused(f"{path}: holds an install line that this command did not write; remove it first")
-    if not lines[anchors[0]].endswith("\n"):  # the anchor ends the file
-        lines[anchors[0]] += "\n"
-    inserted = [line + "\n" for line in LINES]
+    anchor = lines[anchors[0]]
+    ending = anchor[len(ANCHOR) :] or ("\r\n" if "\r\n" in text else "\n")  # the file's own
+    lines[anchors[0]] = ANCHOR + ending
+    inserted = [line + ending for line in LINES]
     return Outcome(path, True, "".join(lines[:after] + inserted + lines[after:]))
 
 
@@ -74,7 +78,7 @@ def run(quay_dir: str, *, check: bool, out: TextIO) -> int:
     outcomes = []
     for name in ENTRYPOINTS:
         try:
-            outcomes.append(patched(root / name))
+            outcomes.append(patched((root / name).resolve()))  # a symlink's target is patched
         except Refused as refused:
             print(f"refused: {refused}", file=out)
             return 2
@@ -90,10 +94,10 @@ def run(quay_dir: str, *, check: bool, out: TextIO) -> int:
 
 
 def _replace(path: Path, text: str) -> None:
-    mode = path.stat().st_mode
+    mode = stat.S_IMODE(path.stat().st_mode)
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        with os.fdopen(descriptor, "w") as out:
+        with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as out:
             out.write(text)
         os.chmod(temporary, mode)
         os.replace(temporary, path)

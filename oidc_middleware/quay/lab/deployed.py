@@ -65,7 +65,11 @@ class Postgres:
         return done.stdout.strip()
 
     def stop(self) -> None:
+        # A fast shutdown (clients disconnected), then whatever is left of it.
+        subprocess.run(["runuser", "-u", "postgres", "--", str(POSTGRES_BIN / "pg_ctl"), "stop", "-D",
+                        str(self.data), "-m", "fast", "-w", "-t", "30"], capture_output=True, check=False)  # fmt: skip
         _stop(self.process)
+        _kill_remaining(str(self.data))
         shutil.rmtree(self.data, ignore_errors=True)
 
 
@@ -95,9 +99,13 @@ def start_postgres(workdir: Path, timeout: float = 60.0) -> Postgres:
             postgres.stop()
             raise RuntimeError(f"PostgreSQL did not start: {(workdir / 'postgres.log').read_text()[-2000:]}")
         time.sleep(0.2)
-    postgres.psql("CREATE USER quay PASSWORD 'quay'", "postgres")
-    postgres.psql("CREATE DATABASE quay OWNER quay", "postgres")
-    postgres.psql("CREATE EXTENSION pg_trgm")
+    try:
+        postgres.psql("CREATE USER quay PASSWORD 'quay'", "postgres")
+        postgres.psql("CREATE DATABASE quay OWNER quay", "postgres")
+        postgres.psql("CREATE EXTENSION pg_trgm")
+    except BaseException:
+        postgres.stop()
+        raise
     return postgres
 
 
@@ -222,54 +230,63 @@ def start_deployed(
     (bin_dir / "update-ca-trust").write_text("#!/bin/sh\nexit 0\n")  # UBI's trust store: not read by Python
     (bin_dir / "update-ca-trust").chmod(0o755)
     redis = start_redis(workdir)
-    postgres = start_postgres(workdir)
-    redis_block = {"host": "127.0.0.1", "port": redis.port}
-    config = quay_config(
-        tree,
-        workdir,
-        PORT,
-        provider,
-        TESTING=False,
-        DB_URI=postgres.uri(),
-        BUILDLOGS_REDIS=redis_block,
-        USER_EVENTS_REDIS=redis_block,
-        PULL_METRICS_REDIS=redis_block,
-        FEATURE_USER_INITIALIZE=True,
-        **(extra_config or {}),
-    )
-    for generated in ("INSTANCE_SERVICE_KEY_KID_LOCATION", "INSTANCE_SERVICE_KEY_LOCATION"):
-        config.pop(generated)  # Quay's boot.py makes the instance key, as in the image
-    stack = tree / "conf" / "stack"
-    (stack / "extra_ca_certs").mkdir(parents=True, exist_ok=True)
-    shutil.copy(ca_file, stack / "extra_ca_certs" / "identity-provider.crt")
-    (stack / "config.yaml").write_text(yaml.safe_dump(config))
-    overlay = image / "site-packages"
-    certifi = next((install.python.parent.parent / "lib").glob("python3*/site-packages/certifi"))
-    shutil.copytree(certifi, overlay / "certifi")
-    (workdir / "run").mkdir(exist_ok=True)
-    (workdir / "system-anchors").mkdir(exist_ok=True)
-    (image / "os-release").write_text('NAME="stand-in for UBI"\nVERSION_ID="8"\n')
-    environment = {
-        **clean_environment(),
-        "PATH": os.pathsep.join([str(bin_dir), str(install.python.parent), os.environ.get("PATH", "")]),
-        "QUAYDIR": str(tree),
-        "QUAYPATH": str(tree),
-        "QUAYCONF": str(tree / "conf"),
-        "QUAYRUN": str(workdir / "run"),
-        "QUAY_SERVICES": ",".join(services),
-        "PYTHONPATH": f"{overlay}{os.pathsep}{tree}",
-        "PYTHONUSERBASE_SITE_PACKAGE": str(overlay),
-        "SYSTEM_CERTDIR": str(workdir / "system-anchors"),
-        "IGNORE_VALIDATION": "1",
-        "WORKER_COUNT_WEB": str(workers),  # Quay's minimum for the web: 2; the registry's: 8
-    }
-    inside = f'mount --bind "{image / "os-release"}" /etc/os-release && exec bash "{tree / "quay-entrypoint.sh"}" registry'
-    output = workdir / "quay.log"
-    with open(output, "wb") as out:
-        process = subprocess.Popen(
-            ["unshare", "--mount", "--propagation", "private", "sh", "-c", inside],
-            cwd=tree, env=environment, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    try:
+        postgres = start_postgres(workdir)
+    except BaseException:
+        redis.stop()
+        raise
+    try:
+        redis_block = {"host": "127.0.0.1", "port": redis.port}
+        config = quay_config(
+            tree,
+            workdir,
+            PORT,
+            provider,
+            TESTING=False,
+            DB_URI=postgres.uri(),
+            BUILDLOGS_REDIS=redis_block,
+            USER_EVENTS_REDIS=redis_block,
+            PULL_METRICS_REDIS=redis_block,
+            FEATURE_USER_INITIALIZE=True,
+            **(extra_config or {}),
+        )
+        for generated in ("INSTANCE_SERVICE_KEY_KID_LOCATION", "INSTANCE_SERVICE_KEY_LOCATION"):
+            config.pop(generated)  # Quay's boot.py makes the instance key, as in the image
+        stack = tree / "conf" / "stack"
+        (stack / "extra_ca_certs").mkdir(parents=True, exist_ok=True)
+        shutil.copy(ca_file, stack / "extra_ca_certs" / "identity-provider.crt")
+        (stack / "config.yaml").write_text(yaml.safe_dump(config))
+        overlay = image / "site-packages"
+        certifi = next((install.python.parent.parent / "lib").glob("python3*/site-packages/certifi"))
+        shutil.copytree(certifi, overlay / "certifi")
+        (workdir / "run").mkdir(exist_ok=True)
+        (workdir / "system-anchors").mkdir(exist_ok=True)
+        (image / "os-release").write_text('NAME="stand-in for UBI"\nVERSION_ID="8"\n')
+        environment = {
+            **clean_environment(),
+            "PATH": os.pathsep.join([str(bin_dir), str(install.python.parent), os.environ.get("PATH", "")]),
+            "QUAYDIR": str(tree),
+            "QUAYPATH": str(tree),
+            "QUAYCONF": str(tree / "conf"),
+            "QUAYRUN": str(workdir / "run"),
+            "QUAY_SERVICES": ",".join(services),
+            "PYTHONPATH": f"{overlay}{os.pathsep}{tree}",
+            "PYTHONUSERBASE_SITE_PACKAGE": str(overlay),
+            "SYSTEM_CERTDIR": str(workdir / "system-anchors"),
+            "IGNORE_VALIDATION": "1",
+            "WORKER_COUNT_WEB": str(workers),  # Quay's minimum for the web: 2; the registry's: 8
+        }
+        inside = f'mount --bind "{image / "os-release"}" /etc/os-release && exec bash "{tree / "quay-entrypoint.sh"}" registry'
+        output = workdir / "quay.log"
+        with open(output, "wb") as out:
+            process = subprocess.Popen(
+                ["unshare", "--mount", "--propagation", "private", "sh", "-c", inside],
+                cwd=tree, env=environment, stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+    except BaseException:
+        postgres.stop()
+        redis.stop()
+        raise
     deployment = Deployment(tree, workdir, process, output, postgres, redis, services, install.python)
     import requests
 
