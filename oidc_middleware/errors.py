@@ -41,28 +41,6 @@ ROBOT_EXCHANGE_REFUSED: Final = "robot_exchange_refused"
 INVALID_REQUEST: Final = "invalid_request"
 OPAQUE_TOKEN: Final = "opaque_token"
 
-REASONS: Final = frozenset(
-    {
-        MALFORMED_TOKEN,
-        ISSUER_NOT_CONFIGURED,
-        UNSUPPORTED_ALGORITHM,
-        UNKNOWN_KEY,
-        INVALID_SIGNATURE,
-        TOKEN_EXPIRED,
-        TOKEN_NOT_YET_VALID,
-        MISSING_CLAIM,
-        INVALID_AUDIENCE,
-        CLIENT_NOT_ALLOWED,
-        KEYS_UNAVAILABLE,
-        APP_ONLY_TOKEN,
-        ROBOT_NOT_FOUND,
-        ROBOT_NOT_FEDERATED,
-        ROBOT_ISSUER_NOT_LISTED,
-        ROBOT_SUBJECT_MISMATCH,
-        ROBOT_AUDIENCE_MISMATCH,
-        ROBOT_EXCHANGE_REFUSED,
-    }
-)
 ROBOT_REASONS: Final = frozenset(
     {
         ROBOT_NOT_FOUND,
@@ -72,6 +50,25 @@ ROBOT_REASONS: Final = frozenset(
         ROBOT_AUDIENCE_MISMATCH,
         ROBOT_EXCHANGE_REFUSED,
     }
+)
+REASONS: Final = (
+    frozenset(
+        {
+            MALFORMED_TOKEN,
+            ISSUER_NOT_CONFIGURED,
+            UNSUPPORTED_ALGORITHM,
+            UNKNOWN_KEY,
+            INVALID_SIGNATURE,
+            TOKEN_EXPIRED,
+            TOKEN_NOT_YET_VALID,
+            MISSING_CLAIM,
+            INVALID_AUDIENCE,
+            CLIENT_NOT_ALLOWED,
+            KEYS_UNAVAILABLE,
+            APP_ONLY_TOKEN,
+        }
+    )
+    | ROBOT_REASONS
 )
 
 

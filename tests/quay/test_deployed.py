@@ -41,6 +41,7 @@ from oidc_middleware.quay.lab.scenario import (
     create_organization,
     exchange,
     federate,
+    grant_write,
     initialize,
     provider_block,
     user_claims,
@@ -129,26 +130,16 @@ def test_developer_hub_obo_token_creates_a_private_repository(
     )
 
 
-def _push_and_pull(deployment: Deployment, tmp_path: Path, target: str, credentials: str) -> tuple[str, str]:
-    built = harness.oci_image(tmp_path / "built", uuid.uuid4().bytes)
-    registry = f"docker://127.0.0.1:{deployment.port}/{target}:latest"
-    pushed = harness.skopeo(tmp_path, "copy", "--dest-tls-verify=false", "--dest-creds", credentials,
-                            "--preserve-digests", f"oci:{tmp_path / 'built'}:latest", registry)  # fmt: skip
-    assert pushed.returncode == 0, pushed.stderr[-2000:]
-    pulled = harness.skopeo(tmp_path, "copy", "--src-tls-verify=false", "--src-creds", credentials, registry,
-                            f"oci:{tmp_path / 'pulled'}:latest")  # fmt: skip
-    assert pulled.returncode == 0, pulled.stderr[-2000:]
-    return built, str(json.loads((tmp_path / "pulled" / "index.json").read_text())["manifests"][0]["digest"])
-
-
 def test_dev_spaces_pushes_and_pulls_with_the_persons_v2_token(
     deployed: tuple[Deployment, LocalIdP, dict[str, str]], tmp_path: Path
 ) -> None:
     deployment, idp, _ = deployed
     token = user_token(idp, "2.0", CLI_CLIENT)
     me = get(deployment, "/api/v1/user/", headers=bearer(token)).json()["username"]
-    built, pulled = _push_and_pull(deployment, tmp_path, f"{me}/workspace", f"$oauthtoken:{token}")
-    assert built == pulled
+    built, served, pulled = harness.push_and_pull(
+        deployment.port, tmp_path, f"{me}/workspace", f"$oauthtoken:{token}"
+    )
+    assert built == served == pulled
     print(f"Dev Spaces push/pull through nginx: {pulled}")
 
 
@@ -159,26 +150,13 @@ def test_ci_and_zero_trust_push_with_a_federated_robot(
     federate(
         deployment, ROBOT, [{"issuer": idp.v2_issuer, "subject": service_principal_id(CI_CLIENT)}], admin
     )
-    made = requests.post(
-        f"{deployment.url}/api/v1/repository",
-        json={"namespace": ORG, "repository": "ci-image", "visibility": "private", "description": ""},
-        headers=admin,
-        timeout=60,
-    )
-    assert made.status_code == 201, made.text
-    granted = requests.put(
-        f"{deployment.url}/api/v1/repository/{ORG}/ci-image/permissions/user/{ROBOT}",
-        json={"role": "write"},
-        headers=admin,
-        timeout=60,
-    )
-    assert granted.status_code == 200, granted.text
+    grant_write(deployment, "ci-image", ROBOT, admin)
     answer = exchange(deployment, ROBOT, app_token(idp, "1.0"))  # v1.0, the robot lists v2.0
     assert answer.status_code == 200, answer.text
-    built, pulled = _push_and_pull(
-        deployment, tmp_path, f"{ORG}/ci-image", f"{ROBOT}:{answer.json()['token']}"
+    built, served, pulled = harness.push_and_pull(
+        deployment.port, tmp_path, f"{ORG}/ci-image", f"{ROBOT}:{answer.json()['token']}"
     )
-    assert built == pulled
+    assert built == served == pulled
     print(f"robot push/pull through nginx: {pulled}")
 
 
@@ -224,12 +202,14 @@ def test_an_outage_during_pushes_then_the_key_fetches_of_each_process(
     me = get(deployment, "/api/v1/user/", headers=bearer(token)).json()["username"]
     idp.stop()
     try:
-        built, pulled = _push_and_pull(deployment, tmp_path, f"{me}/during-outage", f"$oauthtoken:{token}")
+        built, served, pulled = harness.push_and_pull(
+            deployment.port, tmp_path, f"{me}/during-outage", f"$oauthtoken:{token}"
+        )
         newcomer = user_token(idp, "2.0", CLI_CLIENT, user=str(uuid.uuid4()))
         first_login = get(deployment, "/api/v1/user/", headers=bearer(newcomer))
     finally:
         idp.start()
-    assert built == pulled
+    assert built == served == pulled
     assert first_login.status_code == 200, first_login.text
     # Each gunicorn worker of each program (web: 2, registry: 8, Quay's own minimum counts) fetched
     # the keys once, at its prefetch; nothing since

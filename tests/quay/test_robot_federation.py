@@ -9,7 +9,6 @@ pulls an image with skopeo. Set OIDC_QUAY_REPORT to a directory for the table as
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sqlite3
@@ -37,6 +36,7 @@ from oidc_middleware.quay.lab.scenario import (
     exchange_rows,
     federate,
     get,
+    grant_write,
     provider_block,
     robot_entries,
     user_token,
@@ -287,54 +287,16 @@ def test_an_app_only_token_gets_a_deliberate_answer_on_the_api_and_at_docker_log
 # -- a real registry client --------------------------------------------------------------------------
 
 
-def _grant_write(server: harness.QuayServer, repository: str, member: str) -> None:
-    made = requests.post(
-        f"{server.url}/api/v1/repository",
-        json={"namespace": ORG, "repository": repository, "visibility": "private", "description": ""},
-        headers=ADMIN,
-        timeout=60,
-    )
-    assert made.status_code == 201, made.text
-    granted = requests.put(
-        f"{server.url}/api/v1/repository/{ORG}/{repository}/permissions/user/{member}",
-        json={"role": "write"},
-        headers=ADMIN,
-        timeout=60,
-    )
-    assert granted.status_code == 200, granted.text
-
-
-def _push_and_pull(
-    server: harness.QuayServer, tmp_path: Path, target: str, credentials: str
-) -> tuple[str, str, str]:
-    """skopeo copies a fresh image to ``target`` and back; returns (built, pushed, pulled) digests."""
-    built = harness.oci_image(tmp_path / "built", uuid.uuid4().bytes)
-    registry = f"docker://127.0.0.1:{server.port}/{target}:latest"
-    pushed = harness.skopeo(tmp_path, "copy", "--dest-tls-verify=false", "--dest-creds", credentials,
-                            "--preserve-digests", f"oci:{tmp_path / 'built'}:latest", registry)  # fmt: skip
-    assert pushed.returncode == 0, pushed.stderr[-2000:]
-    inspected = harness.skopeo(
-        tmp_path, "inspect", "--tls-verify=false", "--creds", credentials, "--raw", registry
-    )
-    assert inspected.returncode == 0, inspected.stderr[-2000:]
-    remote = "sha256:" + hashlib.sha256(inspected.stdout.encode()).hexdigest()
-    pulled = harness.skopeo(tmp_path, "copy", "--src-tls-verify=false", "--src-creds", credentials,
-                            registry, f"oci:{tmp_path / 'pulled'}:latest")  # fmt: skip
-    assert pulled.returncode == 0, pulled.stderr[-2000:]
-    index = json.loads((tmp_path / "pulled" / "index.json").read_text())
-    return built, remote, str(index["manifests"][0]["digest"])
-
-
 def test_the_robot_token_pushes_and_pulls_an_image_with_skopeo(
     with_install: harness.QuayServer, entra: LocalIdP, tmp_path: Path
 ) -> None:
     """CI and Zero Trust: the service principal's v1.0 token (robot federated with v2.0) becomes
     a robot token, which pushes and pulls an image with the same digest."""
-    _grant_write(with_install, "ci-image", ROBOT)
+    grant_write(with_install, "ci-image", ROBOT)
     answer = exchange(with_install, ROBOT, app_token(entra, "1.0"))
     assert answer.status_code == 200, answer.text
-    built, pushed, pulled = _push_and_pull(
-        with_install, tmp_path, f"{ORG}/ci-image", f"{ROBOT}:{answer.json()['token']}"
+    built, pushed, pulled = harness.push_and_pull(
+        with_install.port, tmp_path, f"{ORG}/ci-image", f"{ROBOT}:{answer.json()['token']}"
     )
     assert built == pushed == pulled
     print(f"robot push/pull digest {pushed}")
@@ -348,8 +310,8 @@ def test_a_persons_v2_token_pushes_and_pulls_through_docker_login(
     me = get(with_install, "/api/v1/user/", headers=bearer(token))
     assert me.status_code == 200, me.text
     username = me.json()["username"]
-    built, pushed, pulled = _push_and_pull(
-        with_install, tmp_path, f"{username}/workspace", f"$oauthtoken:{token}"
+    built, pushed, pulled = harness.push_and_pull(
+        with_install.port, tmp_path, f"{username}/workspace", f"$oauthtoken:{token}"
     )
     assert built == pushed == pulled
     print(f"person push/pull digest {pushed}")

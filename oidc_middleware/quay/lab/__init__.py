@@ -610,6 +610,32 @@ def skopeo(workdir: Path, *arguments: str, timeout: float = 180.0) -> subprocess
     )
 
 
+def push_and_pull(port: int, workdir: Path, target: str, credentials: str) -> tuple[str, str, str]:
+    """skopeo copies a fresh one-layer image to ``127.0.0.1:port/target:latest`` with
+    ``credentials`` (``user:password``) and back; returns the manifest digests (built, as the
+    registry serves it, as pulled)."""
+    import uuid
+
+    built = oci_image(workdir / "built", uuid.uuid4().bytes)
+    registry = f"docker://127.0.0.1:{port}/{target}:latest"
+    steps = {
+        "push": ("copy", "--dest-tls-verify=false", "--dest-creds", credentials, "--preserve-digests",
+                 f"oci:{workdir / 'built'}:latest", registry),
+        "inspect": ("inspect", "--tls-verify=false", "--creds", credentials, "--raw", registry),
+        "pull": ("copy", "--src-tls-verify=false", "--src-creds", credentials, registry,
+                 f"oci:{workdir / 'pulled'}:latest"),
+    }  # fmt: skip
+    outputs = {}
+    for step, arguments in steps.items():
+        done = skopeo(workdir, *arguments)
+        if done.returncode != 0:
+            raise RuntimeError(f"skopeo {step} of {target} failed: {done.stderr[-2000:]}")
+        outputs[step] = done.stdout
+    served = "sha256:" + hashlib.sha256(outputs["inspect"].encode()).hexdigest()
+    pulled = json.loads((workdir / "pulled" / "index.json").read_text())["manifests"][0]["digest"]
+    return built, served, str(pulled)
+
+
 # -- a forward proxy, the only way to the provider ----------------------------------------------------
 
 

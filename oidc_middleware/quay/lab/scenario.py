@@ -169,6 +169,24 @@ def create_organization(server: Any, admin: dict[str, str], name: str = ORG) -> 
         raise RuntimeError(f"Quay did not create the organization: {answer.status_code} {answer.text[:300]}")
 
 
+def grant_write(server: Any, repository: str, member: str, admin: dict[str, str] = ADMIN) -> None:
+    """A private repository of the organization, with write permission for ``member`` (a robot)."""
+    made = requests.post(
+        f"{server.url}/api/v1/repository",
+        json={"namespace": ORG, "repository": repository, "visibility": "private", "description": ""},
+        headers=admin,
+        timeout=60,
+    )
+    granted = requests.put(
+        f"{server.url}/api/v1/repository/{ORG}/{repository}/permissions/user/{member}",
+        json={"role": "write"},
+        headers=admin,
+        timeout=60,
+    )
+    if made.status_code != 201 or granted.status_code != 200:
+        raise RuntimeError(f"Quay did not make the repository: {made.text[:200]} {granted.text[:200]}")
+
+
 def exchange(server: QuayServer, robot: str, token: str) -> requests.Response:
     """Robot federation: the workload's token for a short-lived robot token."""
     return get(server, "/oauth2/federation/robot/token", headers=basic(robot, token))
